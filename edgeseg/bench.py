@@ -1,0 +1,110 @@
+"""Latency benchmarking of a Segmenter: warm-up, a time-bounded run, p50/p90/p99 per stage and FPS (no torch)."""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+STAGES = ("preprocess", "infer", "postprocess")
+
+
+def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
+    """p50/p90/p99/mean in ms and the FPS of the median, keys carrying their units."""
+    values = np.asarray(samples_ms, dtype=np.float64)
+    p50, p90, p99 = np.percentile(values, [50, 90, 99])
+    return {
+        "latency_ms_p50": float(p50),
+        "latency_ms_p90": float(p90),
+        "latency_ms_p99": float(p99),
+        "latency_ms_mean": float(values.mean()),
+        "fps_at_p50": float(1e3 / p50) if p50 > 0 else float("inf"),
+        "iterations": int(values.size),
+    }
+
+
+def time_loop(
+    step: Callable[[int], dict[str, float] | None],
+    *,
+    warmup: int = 5,
+    min_seconds: float = 2.0,
+    min_iters: int = 20,
+    max_iters: int = 100_000,
+) -> dict[str, list[float]]:
+    """Call step(i) after `warmup` calls until both min_seconds and min_iters are reached.
+
+    step may return its own per-stage ms; the whole call is always recorded as 'frame'.
+    """
+    for index in range(warmup):
+        step(index)
+    samples: dict[str, list[float]] = {"frame": []}
+    started = time.perf_counter()
+    index = 0
+    while index < max_iters and (index < min_iters or time.perf_counter() - started < min_seconds):
+        t0 = time.perf_counter()
+        stages = step(index) or {}
+        samples["frame"].append((time.perf_counter() - t0) * 1e3)
+        for name, ms in stages.items():
+            samples.setdefault(name, []).append(ms)
+        index += 1
+    return samples
+
+
+def benchmark_segmenter(segmenter: Any, frames: Sequence[np.ndarray], **loop_options: Any) -> dict[str, Any]:
+    """Per-stage and whole-frame latency of segmenter.predict([frame]) cycling over `frames`."""
+
+    def step(index: int) -> dict[str, float]:
+        segmenter.predict([frames[index % len(frames)]])
+        return dict(segmenter.stage_ms)
+
+    samples = time_loop(step, **loop_options)
+    stages = {name: latency_summary(values) for name, values in samples.items()}
+    return {
+        "model": str(getattr(segmenter.backend, "path", "")),
+        "backend": segmenter.backend.name,
+        "precision": segmenter.meta.precision,
+        "input_size": list(segmenter.meta.input_size),
+        "frame_size": list(frames[0].shape[:2]),
+        "stages": stages,
+        "fps": stages["frame"]["fps_at_p50"],
+    }
+
+
+def device_info() -> dict[str, Any]:
+    """The machine and library versions a result was measured with."""
+    import cv2
+
+    info: dict[str, Any] = {
+        "cpu": _cpu_name(),
+        "cores": _cpu_count(),
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+    }
+    try:
+        import onnxruntime
+
+        info["onnxruntime"] = onnxruntime.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _cpu_count() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

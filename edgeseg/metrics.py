@@ -1,0 +1,100 @@
+"""Segmentation metrics of the FCN paper (Long et al., section 5) from a confusion matrix, numpy only.
+
+With n_ij the pixels of class i predicted as j, t_i = sum_j n_ij and n_cl classes that occur:
+pixel accuracy sum_i n_ii / sum_i t_i; mean accuracy (1/n_cl) sum_i n_ii / t_i;
+mean IoU (1/n_cl) sum_i n_ii / (t_i + sum_j n_ji - n_ii); frequency-weighted IoU
+(sum_k t_k)^-1 sum_i t_i n_ii / (t_i + sum_j n_ji - n_ii). Pixels labelled ignore_index count nowhere.
+Classes absent from both labels and predictions are left out of the means (NaN per class), as is usual.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from edgeseg.errors import DataError
+
+
+def confusion_matrix(label: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+    """(num_classes, num_classes) int64 matrix, rows = true class, columns = predicted class."""
+    if label.shape != pred.shape:
+        raise DataError(f"label shape {label.shape} and prediction shape {pred.shape} differ")
+    label = label.ravel().astype(np.int64)
+    pred = pred.ravel().astype(np.int64)
+    keep = label != ignore_index
+    label, pred = label[keep], pred[keep]
+    bad = (label < 0) | (label >= num_classes)
+    if bad.any():
+        raise DataError(f"label has class ids {np.unique(label[bad])[:10].tolist()} outside 0..{num_classes - 1}")
+    bad = (pred < 0) | (pred >= num_classes)
+    if bad.any():
+        raise DataError(f"prediction has class ids {np.unique(pred[bad])[:10].tolist()} outside 0..{num_classes - 1}")
+    return np.bincount(label * num_classes + pred, minlength=num_classes * num_classes).reshape(
+        num_classes, num_classes
+    )
+
+
+@dataclass
+class SegmentationScores:
+    pixel_acc: float
+    mean_acc: float
+    miou: float
+    fwiou: float
+    per_class_iou: dict[str, float]
+    num_images: int = 0
+    extra: dict[str, float] = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return {
+            "pixel_acc": self.pixel_acc,
+            "mean_acc": self.mean_acc,
+            "miou": self.miou,
+            "fwiou": self.fwiou,
+            "per_class_iou": self.per_class_iou,
+            "num_images": self.num_images,
+            **self.extra,
+        }
+
+
+def scores_from_confusion(conf: np.ndarray, class_names: Sequence[str], num_images: int = 0) -> SegmentationScores:
+    conf = conf.astype(np.float64)
+    true_per_class = conf.sum(axis=1)
+    pred_per_class = conf.sum(axis=0)
+    hits = np.diag(conf)
+    total = true_per_class.sum()
+    union = true_per_class + pred_per_class - hits
+    with np.errstate(divide="ignore", invalid="ignore"):
+        acc = np.where(true_per_class > 0, hits / true_per_class, np.nan)
+        iou = np.where(union > 0, hits / union, np.nan)
+    present = true_per_class > 0
+    return SegmentationScores(
+        pixel_acc=float(hits.sum() / total) if total else float("nan"),
+        mean_acc=float(np.nanmean(acc)) if present.any() else float("nan"),
+        miou=float(np.nanmean(iou)) if np.isfinite(iou).any() else float("nan"),
+        fwiou=float(np.nansum(true_per_class * np.nan_to_num(iou)) / total) if total else float("nan"),
+        per_class_iou={name: float(v) for name, v in zip(class_names, iou)},
+        num_images=num_images,
+    )
+
+
+class MetricAccumulator:
+    """Adds up a confusion matrix over many (label, prediction) pairs."""
+
+    def __init__(self, class_names: Sequence[str], ignore_index: int = 255) -> None:
+        self.class_names = list(class_names)
+        self.ignore_index = ignore_index
+        self.conf = np.zeros((len(self.class_names),) * 2, dtype=np.int64)
+        self.num_images = 0
+
+    def update(self, label: np.ndarray, pred: np.ndarray) -> None:
+        if label.ndim == 3:  # a batch
+            for one_label, one_pred in zip(label, pred):
+                self.update(one_label, one_pred)
+            return
+        self.conf += confusion_matrix(label, pred, len(self.class_names), self.ignore_index)
+        self.num_images += 1
+
+    def scores(self) -> SegmentationScores:
+        return scores_from_confusion(self.conf, self.class_names, self.num_images)

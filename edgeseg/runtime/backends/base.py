@@ -1,0 +1,103 @@
+"""The runner contract every inference backend follows (template method, as in Polygraphy's BaseRunner).
+
+The public `infer()` owns validation, timing and the "is it open" guard; a backend writes `_load_impl`,
+`_infer_impl` and `_close_impl` only. Backends are context managers that free their resources on exit.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgeseg.config import ModelMeta
+from edgeseg.errors import ConfigError, EdgeSegError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """Name, shape (-1 for a dynamic axis) and numpy dtype of one graph input or output."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: np.dtype
+
+    def accepts(self, shape: tuple[int, ...]) -> bool:
+        return len(shape) == len(self.shape) and all(s in (-1, d) for s, d in zip(self.shape, shape))
+
+
+class Backend(ABC):
+    """Loads one model file and runs it on NCHW/NHWC numpy batches.
+
+    `infer` returns the graph's first output as a numpy array. Backends that keep buffers between calls
+    document whether the returned array is reused (the caller must copy it before the next call if so).
+    """
+
+    name: str = "base"
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.meta: ModelMeta
+        self.inputs: list[TensorSpec] = []
+        self.outputs: list[TensorSpec] = []
+        self.last_infer_ms: float = float("nan")
+        self._open = False
+        self._load_impl()
+        self._open = True
+
+    # ----- what each backend writes -------------------------------------------------------------
+    @abstractmethod
+    def _load_impl(self) -> None:
+        """Load the model; set self.meta, self.inputs and self.outputs; raise ModelFileError on a bad file."""
+
+    @abstractmethod
+    def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
+        """Run one batch already checked against self.inputs[0]."""
+
+    def _close_impl(self) -> None:
+        """Free backend resources (GPU memory, sessions)."""
+
+    # ----- owned by the base class --------------------------------------------------------------
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        if not self._open:
+            raise EdgeSegError(f"{self.name} backend for {self.path} is closed")
+        spec = self.inputs[0]
+        if batch.dtype != spec.dtype:
+            raise ConfigError(f"input '{spec.name}' of {self.path.name} takes {spec.dtype}, got {batch.dtype}")
+        if not spec.accepts(tuple(batch.shape)):
+            raise ConfigError(
+                f"input '{spec.name}' of {self.path.name} takes shape {spec.shape} (-1 = any), got {batch.shape}"
+            )
+        start = time.perf_counter()
+        result = self._infer_impl(np.ascontiguousarray(batch))
+        self.last_infer_ms = (time.perf_counter() - start) * 1e3
+        return result
+
+    @property
+    def max_batch(self) -> int | None:
+        """Largest batch the model accepts, or None when the batch axis is dynamic and unbounded."""
+        first = self.inputs[0].shape[0]
+        return None if first == -1 else first
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "backend": self.name,
+            "path": str(self.path),
+            "inputs": [(s.name, s.shape, str(s.dtype)) for s in self.inputs],
+            "outputs": [(s.name, s.shape, str(s.dtype)) for s in self.outputs],
+        }
+
+    def close(self) -> None:
+        if self._open:
+            self._open = False
+            self._close_impl()
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,1 @@
+"""Training (needs torch): checkpoints, the training loop, evaluation of torch models."""

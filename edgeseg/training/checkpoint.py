@@ -1,0 +1,69 @@
+"""Checkpoints: weights plus the ModelMeta that travels with them, loaded with weights_only=True.
+
+A checkpoint is a plain dict of tensors and primitives (nothing pickled beyond what weights_only allows), so
+loading an untrusted file cannot run code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from edgeseg._optional import require
+from edgeseg.config import ModelMeta
+from edgeseg.errors import ModelFileError
+
+CHECKPOINT_FORMAT = "edgeseg-checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def save_checkpoint(path: str | Path, model: Any, meta: ModelMeta, **state: Any) -> Path:
+    """Write model weights, metadata and extra training state (epoch, optimizer, ...) atomically."""
+    torch = require("torch", "saving a checkpoint")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "meta": meta.to_dict(),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        **state,
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)  # a crash mid-write never leaves a half-written best.pt/last.pt behind
+    return path
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict safely (weights_only=True) and check it is ours."""
+    torch = require("torch", "loading a checkpoint")
+    path = Path(path)
+    if not path.is_file():
+        raise ModelFileError(f"checkpoint {path} does not exist")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated, corrupt or unsafe (pickled code) files
+        raise ModelFileError(
+            f"checkpoint {path} could not be loaded safely (weights_only=True): {type(exc).__name__}: {exc}"
+        ) from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise ModelFileError(f"{path} is not an EdgeSeg checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
+    if "state_dict" not in payload or "meta" not in payload:
+        raise ModelFileError(f"checkpoint {path} lacks 'state_dict' or 'meta'")
+    return payload
+
+
+def load_model(path: str | Path) -> tuple[Any, ModelMeta]:
+    """Rebuild the model named in a checkpoint, load its weights and return (model in eval mode, meta)."""
+    from edgeseg.models import build_model
+
+    payload = read_checkpoint(path)
+    meta = ModelMeta.from_dict(payload["meta"])
+    model = build_model(meta.model_name, num_classes=meta.num_classes)
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except RuntimeError as exc:
+        raise ModelFileError(f"weights in {path} do not fit model {meta.model_name}: {exc}") from exc
+    model.eval()
+    return model, meta

@@ -1,0 +1,39 @@
+"""Glue between the numpy datasets of edgeseg.data and torch: augmentation, normalisation, tensors."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from edgeseg.data.transforms import EvalTransform, TrainTransform
+
+
+def normalize_rgb(image_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
+    """uint8 HxWx3 RGB -> float32 3xHxW, (x/255 - mean)/std: the same arithmetic as the runtime's preprocess."""
+    scaled = image_rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+    normed = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
+    return np.ascontiguousarray(normed.transpose(2, 0, 1))
+
+
+class TorchSegmentationDataset(torch.utils.data.Dataset):
+    """Wraps a SegmentationDataset: train mode augments (scale, crop, flip), eval mode resizes to `size`."""
+
+    def __init__(self, dataset: Any, size: tuple[int, int], mean, std, *, train: bool, seed: int = 0) -> None:
+        self.dataset = dataset
+        self.mean, self.std = mean, std
+        self.train = train
+        self.seed = seed
+        self.epoch = 0
+        self.transform = TrainTransform(out_size=size) if train else EvalTransform(out_size=size)
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        image, label = self.dataset[index]
+        # A fresh but reproducible augmentation per (seed, epoch, index), whatever the worker layout.
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        image, label = self.transform(image, label, rng)
+        return torch.from_numpy(normalize_rgb(image, self.mean, self.std)), torch.from_numpy(label.astype(np.int64))

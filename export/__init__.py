@@ -1,0 +1,1 @@
+"""EdgeSeg's export pipeline, installed as `edgeseg.export`: PyTorch -> ONNX -> FP16 / INT8 -> TensorRT engine."""
