@@ -1,0 +1,35 @@
+# The README's first two commands: `make demo` (setup + the whole path on synthetic data) and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip install --disable-pip-version-check -q
+# Pinned: a looser torch pin pulls GBs of CUDA wheels; 2.13.0 resolves to the local CPU build here.
+TORCH ?= torch==2.13.0
+
+.PHONY: setup build demo test bench clean
+
+setup: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml CMakeLists.txt cpp_ext/CMakeLists.txt
+	python3 -m venv $(VENV)
+	$(PIP) --upgrade pip
+	$(PIP) $(TORCH)
+	$(PIP) "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
+	$(PIP) --no-build-isolation -e ".[train,export,tensorrt-rtx,bench,dev]"
+	touch $@
+
+# Rebuild the C++/CUDA extension after editing cpp_ext/.
+build: setup
+	$(PIP) --no-build-isolation -e .
+
+demo: setup
+	$(VENV)/bin/edgeseg demo --out runs/demo
+
+test: setup
+	$(VENV)/bin/pytest -q
+
+bench: setup
+	$(PY) benchmarks/bench_kernels.py
+	$(PY) benchmarks/bench_pipeline.py
+
+clean:
+	rm -rf build runs $(VENV)
