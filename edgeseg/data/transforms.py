@@ -1,0 +1,94 @@
+"""Joint image/label augmentation with numpy and OpenCV only, deterministic given a numpy Generator.
+
+Images are resized bilinearly (INTER_LINEAR), labels with INTER_NEAREST_EXACT: nearest neighbour using the same
+pixel-centre convention as INTER_LINEAR. (Plain INTER_NEAREST samples floor(x * scale), half a source pixel off
+the bilinear grid when shrinking, so label edges would drift from image edges.)
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edgeseg.config import IGNORE_INDEX
+from edgeseg.errors import ConfigError
+
+_LABEL_INTERP = cv2.INTER_NEAREST_EXACT
+
+
+def _size(out_size) -> tuple[int, int]:
+    try:
+        h, w = (int(v) for v in out_size)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"out_size must be (height, width), got {out_size!r}") from exc
+    if h < 1 or w < 1:
+        raise ConfigError(f"out_size must be positive, got {out_size!r}")
+    return h, w
+
+
+def _resize(image: np.ndarray, label: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
+    if image.shape[:2] == (h, w):
+        return image, label
+    return (
+        cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR),
+        cv2.resize(label, (w, h), interpolation=_LABEL_INTERP),
+    )
+
+
+def _check_pair(image: np.ndarray, label: np.ndarray) -> None:
+    if image.shape[:2] != label.shape[:2]:
+        raise ConfigError(f"image {image.shape} and label {label.shape} differ in size")
+
+
+class TrainTransform:
+    """Random scale in `scale_range` -> random crop to `out_size` (padding image 0, label 255) -> random h-flip.
+
+    `__call__(image, label, rng)` draws, in this order: scale, crop y, crop x, flip; the same rng state gives the
+    same output.
+    """
+
+    def __init__(
+        self, out_size: tuple[int, int], scale_range: tuple[float, float] = (0.5, 2.0), flip: bool = True
+    ) -> None:
+        self.out_size = _size(out_size)
+        lo, hi = (float(v) for v in scale_range)
+        if not 0 < lo <= hi:
+            raise ConfigError(f"scale_range must be 0 < low <= high, got {scale_range!r}")
+        self.scale_range = (lo, hi)
+        self.flip = bool(flip)
+
+    def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        _check_pair(image, label)
+        out_h, out_w = self.out_size
+        scale = rng.uniform(*self.scale_range)
+        h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
+        image, label = _resize(image, label, h, w)
+        pad_h, pad_w = max(0, out_h - h), max(0, out_w - w)
+        if pad_h or pad_w:
+            image = cv2.copyMakeBorder(image, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=(0, 0, 0))
+            label = cv2.copyMakeBorder(label, 0, pad_h, 0, pad_w, cv2.BORDER_CONSTANT, value=IGNORE_INDEX)
+        y = int(rng.integers(0, image.shape[0] - out_h + 1))
+        x = int(rng.integers(0, image.shape[1] - out_w + 1))
+        image, label = image[y : y + out_h, x : x + out_w], label[y : y + out_h, x : x + out_w]
+        if self.flip and rng.random() < 0.5:
+            image, label = image[:, ::-1], label[:, ::-1]
+        return np.ascontiguousarray(image), np.ascontiguousarray(label)
+
+    def __repr__(self) -> str:
+        return f"TrainTransform(out_size={self.out_size}, scale_range={self.scale_range}, flip={self.flip})"
+
+
+class EvalTransform:
+    """Resize to `out_size` (image bilinear, label nearest); no randomness (`rng` is accepted and unused)."""
+
+    def __init__(self, out_size: tuple[int, int]) -> None:
+        self.out_size = _size(out_size)
+
+    def __call__(
+        self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        _check_pair(image, label)
+        return _resize(image, label, *self.out_size)
+
+    def __repr__(self) -> str:
+        return f"EvalTransform(out_size={self.out_size})"
