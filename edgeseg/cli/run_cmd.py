@@ -1,0 +1,119 @@
+"""`edgeseg run`: segment videos, image folders, cameras or streams in real time, writing an overlay MP4 and masks.
+
+Exit status: 0 done; 1 a live source was lost (its reconnection gave up; the others were still processed);
+2 an EdgeSeg error (bad source, model, option); 128+N stopped by signal N (130 for Ctrl-C), outputs finalised.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+from edgeseg.errors import ConfigError
+
+_EPILOG = """\
+sources (--source, repeatable):
+  clip.mp4                  a video file (ends at its end)
+  path/to/images/           an image folder (sorted; masks named by image stem)
+  0                         a V4L2 camera index
+  rtsp://host:554/stream    a network stream (also rtmp://, http(s)://)
+  'a ! b ! appsink'         a GStreamer pipeline (any value containing '!'; needs OpenCV built with GStreamer)
+  synthetic, synthetic:N    generated frames, endless or N of them (for tests)
+
+Jetson CSI camera (JetPack's OpenCV has GStreamer; the pipeline is one quoted argument, on one line):
+  edgeseg run model.engine --mode realtime --out csi.mp4 --source "nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1,format=NV12 ! nvvidconv flip-method=0 ! video/x-raw,width=1280,height=720,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1"
+  (edgeseg.pipeline.jetson_csi_pipeline(sensor_id, width, height, fps, flip_method) builds it for other modes)
+
+several sources are batched into one inference call (up to the model's max batch) and each gets its own
+outputs: --out out.mp4 writes out_0.mp4, out_1.mp4, ...; --masks DIR writes DIR/0/, DIR/1/, ...
+
+--mode all       every frame gives one output frame and one mask; reading waits for inference (back-pressure)
+--mode realtime  live sources keep only their newest frame; dropped frames are counted in the stats
+stats add up: read = processed + dropped + unreadable, per source and in total.
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "run",
+        help="segment a video / image folder / camera / stream into an overlay MP4 and mask PNGs",
+        description=__doc__.splitlines()[0],
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("model", help="exported model: .onnx or .engine (its metadata gives size, classes, palette)")
+    parser.add_argument("--source", action="append", required=True, metavar="SRC",
+                        help="video file, image folder, camera index, rtsp:// URL, GStreamer pipeline or "
+                        "synthetic[:N]; repeat for several sources")
+    parser.add_argument("--out", metavar="OUT.mp4", help="overlay video (mp4v); OUT_0.mp4, OUT_1.mp4... for several")
+    parser.add_argument("--masks", metavar="DIR", help="write class-id mask PNGs (frame resolution) here")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask colours (default 0.5)")
+    parser.add_argument("--mode", choices=("all", "realtime"), default="all",
+                        help="all: every frame processed (default); realtime: live sources drop stale frames")
+    parser.add_argument("--display", action="store_true", help="show the overlay in a window (needs a screen)")
+    parser.add_argument("--stats", metavar="JSON", help="write counts, FPS and per-stage latency p50/p90/p99 here")
+    parser.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
+    parser.add_argument("--queue-size", type=int, metavar="N",
+                        help="frames buffered per source (default 4 in --mode all, 1 in --mode realtime)")
+    parser.add_argument("--reconnect-attempts", type=int, default=5, metavar="N",
+                        help="reopen attempts for a live source whose reads fail (default 5)")
+    parser.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
+                        help="first reconnect wait; doubles each attempt, up to 8 s (default 0.5)")
+    parser.add_argument("--backend", default="auto", help="inference backend for the Segmenter (default auto)")
+    parser.set_defaults(func=run)
+
+
+def _open_segmenter(model: str, backend: str) -> Any:
+    """The Segmenter for MODEL (tests replace this with a fake)."""
+    from edgeseg.runtime.segmenter import Segmenter
+
+    return Segmenter(model, backend=backend)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeseg.pipeline.stream import Reconnect, run_stream
+
+    if not (args.out or args.masks or args.display or args.stats):
+        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --masks DIR, --display, --stats JSON")
+    if not 0.0 <= args.alpha <= 1.0:
+        raise ConfigError(f"--alpha must be in [0, 1], got {args.alpha}")
+    for flag, value in (("--max-frames", args.max_frames), ("--queue-size", args.queue_size)):
+        if value is not None and value < 1:
+            raise ConfigError(f"{flag} must be >= 1, got {value}")
+    if args.reconnect_attempts < 0 or args.reconnect_delay < 0:
+        raise ConfigError("--reconnect-attempts and --reconnect-delay must be >= 0")
+
+    segmenter = _open_segmenter(args.model, args.backend)
+    try:
+        stats = run_stream(
+            segmenter, args.source, args.out, masks_dir=args.masks, alpha=args.alpha, mode=args.mode,
+            display=args.display, stats_path=args.stats, max_frames=args.max_frames, queue_size=args.queue_size,
+            reconnect=Reconnect(attempts=args.reconnect_attempts, delay_s=args.reconnect_delay),
+        )
+    finally:
+        close = getattr(segmenter, "close", None)
+        if close is not None:
+            close()
+
+    sources = len(stats.sources)
+    print(
+        f"{stats.processed} frame(s) processed from {sources} source(s) in {stats.elapsed_s:.1f} s "
+        f"({stats.fps:.1f} FPS); read {stats.read}, dropped {stats.dropped}, unreadable {stats.unreadable}"
+    )
+    for source in stats.sources:
+        where = [w for w in (source.output, source.masks_dir and f"masks in {source.masks_dir}") if w]
+        print(f"  [{source.index}] {source.source}: {source.processed} frame(s) -> {', '.join(where) or 'display'}"
+              f" ({source.status}{'; ' + source.message if source.message else ''})")
+    if args.stats:
+        print(f"stats: {args.stats}")
+    if stats.interrupted:
+        print(f"stopped early ({stats.interrupted}); outputs are complete up to that point")
+        import signal
+
+        if stats.interrupted in ("SIGINT", "SIGTERM"):
+            return 128 + int(getattr(signal, stats.interrupted))
+    if stats.lost_sources:
+        for source in stats.lost_sources:
+            print(f"warning: {source.message}")
+        return 1
+    return 0

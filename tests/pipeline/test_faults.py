@@ -1,0 +1,82 @@
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from edgeseg.errors import ConfigError
+from edgeseg.pipeline.stream import Reconnect, run_stream
+
+from .fakes import FakeSegmenter, FlakySource, count_video_frames
+
+FAST = Reconnect(attempts=3, delay_s=0.01, factor=2.0, max_delay_s=0.05)
+
+
+def test_reconnect_backoff_is_exponential_and_capped():
+    policy = Reconnect(attempts=5, delay_s=0.5, factor=2.0, max_delay_s=3.0)
+    assert [policy.delay(n) for n in range(1, 6)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    with pytest.raises(ConfigError, match="reconnect"):
+        Reconnect(attempts=-1)
+
+
+def test_live_source_that_fails_then_recovers_reconnects_and_continues(tmp_path, caplog):
+    source = FlakySource(fail_after=5, recover=True, total=100)
+    with caplog.at_level(logging.INFO, logger="edgeseg"):
+        stats = run_stream(FakeSegmenter(), [source], tmp_path / "out.mp4", masks_dir=tmp_path / "masks",
+                           reconnect=FAST, max_frames=15)
+    assert "read failed" in caplog.text and "reconnecting in" in caplog.text and "reconnected after 1" in caplog.text
+    assert source.opens == 2
+    assert stats.sources[0].reconnects == 1 and stats.sources[0].status == "limit"
+    assert stats.processed == stats.read == 15 and stats.balanced
+    assert len(list((tmp_path / "masks").glob("*.png"))) == 15
+    assert count_video_frames(tmp_path / "out.mp4") == 15
+
+
+def test_live_source_that_never_recovers_is_lost_while_others_go_on(tmp_path, caplog):
+    source = FlakySource(fail_after=5, recover=False)
+    with caplog.at_level(logging.WARNING, logger="edgeseg"):
+        stats = run_stream(FakeSegmenter(), [source, "synthetic:20"], tmp_path / "out.mp4", reconnect=FAST,
+                           stats_path=tmp_path / "stats.json")
+    lost, other = stats.sources
+    assert lost.status == "lost" and "lost: no frame after 3 reconnect attempt(s)" in lost.message
+    assert lost.message in caplog.text and caplog.text.count("reopening failed") == 3
+    assert (lost.read, lost.processed) == (5, 5) and lost.reconnects == 0
+    assert other.status == "ended" and other.processed == 20
+    assert stats.balanced and stats.lost_sources == [lost]
+    assert count_video_frames(tmp_path / "out_0.mp4") == 5 and count_video_frames(tmp_path / "out_1.mp4") == 20
+
+
+def test_reopen_that_succeeds_but_reads_keep_failing_still_gives_up(tmp_path):
+    class DeadAfterReopen(FlakySource):
+        def _read(self):
+            return None if self.opens > 1 else super()._read()
+
+    source = DeadAfterReopen(fail_after=3, recover=True)
+    stats = run_stream(FakeSegmenter(), [source], masks_dir=tmp_path / "m", reconnect=FAST)
+    assert stats.sources[0].status == "lost" and source.opens == 4 and stats.processed == 3
+
+
+def test_live_source_whose_read_raises_is_reconnected(tmp_path, caplog):
+    class Raising(FlakySource):
+        def _read(self):
+            if self._next_index == self.fail_after and not self.failed:
+                self.failed = True
+                raise RuntimeError("driver hiccup")
+            return super()._read()
+
+    source = Raising(fail_after=4, recover=True)
+    with caplog.at_level(logging.WARNING, logger="edgeseg"):
+        stats = run_stream(FakeSegmenter(), [source], masks_dir=tmp_path / "m", reconnect=FAST, max_frames=10)
+    assert "read failed (RuntimeError: driver hiccup)" in caplog.text
+    assert stats.processed == 10 and stats.sources[0].reconnects == 1 and stats.balanced
+
+
+def test_file_source_errors_are_not_swallowed(tmp_path, video_file):
+    from edgeseg.pipeline.sources import VideoFileSource
+
+    class Broken(VideoFileSource):
+        def _read(self):
+            raise OSError("disk gone")
+
+    with pytest.raises(OSError, match="disk gone"):
+        run_stream(FakeSegmenter(), [Broken(video_file)], masks_dir=tmp_path / "m")
