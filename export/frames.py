@@ -1,7 +1,7 @@
 """Frames for calibration, parity checks and accuracy reports, preprocessed exactly like the runtime does it.
 
-Runtime preprocessing (edgeseg.runtime.Segmenter for float_nchw_rgb graphs): BGR uint8 frame -> cv2.resize to
-meta.input_size with INTER_LINEAR (still uint8) -> BGR to RGB -> /255 -> (x - mean) / std -> NCHW float32.
+Runtime preprocessing (edgeseg.runtime.ops.preprocess): BGR uint8 frame -> bilinear resize to meta.input_size
+(cv2 INTER_LINEAR's convention) -> RGB -> /255 -> (x - mean) / std -> NCHW float32, in one pass.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
 
 
 def preprocess(frame: np.ndarray, meta: ModelMeta, size_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """One BGR uint8 HxWx3 frame -> (1, 3, H, W) float32, normalised with meta.mean/std (the runtime's recipe)."""
+    """One BGR uint8 HxWx3 frame -> (1, 3, H, W) float32, normalised with meta.mean/std.
+
+    It calls the runtime's own kernel, so calibration, parity checks and reports see exactly the runtime's inputs.
+    """
+    from edgeseg.runtime import ops
+
     if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
         raise DataError(f"a frame must be a BGR uint8 HxWx3 array, got {getattr(frame, 'shape', type(frame))}")
-    height, width = size_hw or meta.input_size
-    resized = cv2.resize(frame, (width, height), interpolation=cv2.INTER_LINEAR)
-    rgb = resized[:, :, ::-1].astype(np.float32) / 255.0
-    rgb = (rgb - np.asarray(meta.mean, np.float32)) / np.asarray(meta.std, np.float32)
-    return np.ascontiguousarray(rgb.transpose(2, 0, 1)[None])
+    return ops.preprocess(np.ascontiguousarray(frame), size_hw or meta.input_size, meta.mean, meta.std)
 
 
 def synthetic_frame(height: int, width: int, seed: int = 0) -> np.ndarray:

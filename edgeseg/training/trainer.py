@@ -165,7 +165,7 @@ def train(config: TrainConfig) -> dict:
         if sampler is not None:
             sampler.set_epoch(epoch)
         bar = tqdm(train_loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=rank != 0, unit="batch", leave=False)
-        epoch_start, seen, loss_sum = time.perf_counter(), 0, 0.0
+        epoch_start, seen, loss_sum, steps_run, out_of_time = time.perf_counter(), 0, 0.0, 0, False
         for images, labels in bar:
             for group in optimizer.param_groups:
                 group["lr"] = _poly_lr(base_lr, step, total_steps, config.poly_power)
@@ -179,14 +179,19 @@ def train(config: TrainConfig) -> dict:
             scaler.step(optimizer)
             scaler.update()
             step += 1
+            steps_run += 1
             seen += images.shape[0] * world
             loss_sum += loss.item()
             bar.set_postfix(loss=f"{loss.item():.3f}", img_s=f"{seen / (time.perf_counter() - epoch_start):.1f}")
+            out_of_time = config.max_minutes is not None and (time.perf_counter() - train_started) / 60 > config.max_minutes
+            if out_of_time:  # the time budget ends the epoch early; it is still evaluated and saved
+                break
         bar.close()
         scores = evaluate_model(core, val_loader, meta, device)
         record = {
             "epoch": epoch + 1,
-            "train_loss": loss_sum / max(len(train_loader), 1),
+            "train_loss": loss_sum / max(steps_run, 1),
+            "steps": steps_run,
             "images_per_s": seen / (time.perf_counter() - epoch_start),
             **{k: scores[k] for k in ("pixel_acc", "mean_acc", "miou", "fwiou")},
         }
@@ -202,7 +207,6 @@ def train(config: TrainConfig) -> dict:
             if is_best:
                 save_checkpoint(out / "best.pt", core, meta, val_scores=scores, **state)
                 best_scores = scores
-        out_of_time = config.max_minutes is not None and (time.perf_counter() - train_started) / 60 > config.max_minutes
         if out_of_time:
             log.info("stopping after epoch %d: --max-minutes %.1f reached", epoch + 1, config.max_minutes)
             break
