@@ -1,0 +1,349 @@
+"""Benchmark the pre/post-processing kernels: numpy reference vs OpenCV vs our C++ CPU kernels (vs our CUDA kernels
+when a GPU and CuPy or torch-CUDA are present).
+
+    python benchmarks/bench_kernels.py [--min-time 0.3] [--sizes 360x480,512x1024,1080x1920] [--classes 11,19]
+
+Each case warms up, picks its iteration count from --min-time, and reports p50/p90/p99 latency and FPS. CUDA times
+come from CUDA events, with the achieved bandwidth (bytes read + written / time) next to the device's measured
+device-to-device copy bandwidth. The JSON goes to benchmarks/results/kernels_<device-tag>.json.
+
+Cases, for a model resolution S = (H, W):
+  preprocess          1080x1920 BGR frame -> (1, 3, H, W) float32, resized and normalised
+  argmax              (C, H, W) float32 logits -> (H, W) uint8
+  upsample_argmax     (C, H/8, W/8) float32 logits, stride 8 -> (H, W) uint8
+  colorize            (H, W) mask -> (H, W, 3)
+  overlay             (H, W) mask over a (H, W) frame
+  post_upsample_overlay  fused upsample_argmax + overlay (stride 8), the runtime's whole post-processing
+  post_argmax_overlay    argmax + overlay (model with full-resolution logits)
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import math
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import cv2
+import numpy as np
+
+from edgeseg.config import IMAGENET_MEAN, IMAGENET_STD, default_palette
+from edgeseg.runtime import ops
+from edgeseg.runtime import ops_reference as ref
+
+STRIDE = 8
+FRAME = (1080, 1920)
+
+
+# ----- timing ------------------------------------------------------------------------------------------------------
+
+
+def time_cpu(fn: Callable[[], Any], min_time: float, min_iters: int = 5, max_iters: int = 2000) -> dict[str, Any]:
+    for _ in range(2):
+        fn()
+    t0 = time.perf_counter()
+    fn()
+    one = max(time.perf_counter() - t0, 1e-7)
+    iters = int(min(max_iters, max(min_iters, math.ceil(min_time / one))))
+    samples = np.empty(iters)
+    for i in range(iters):
+        t0 = time.perf_counter()
+        fn()
+        samples[i] = time.perf_counter() - t0
+    return summarise(samples * 1e3)
+
+
+def summarise(ms: np.ndarray) -> dict[str, Any]:
+    p50 = float(np.percentile(ms, 50))
+    return {
+        "latency_ms_p50": round(p50, 4),
+        "latency_ms_p90": round(float(np.percentile(ms, 90)), 4),
+        "latency_ms_p99": round(float(np.percentile(ms, 99)), 4),
+        "fps_p50": round(1e3 / p50, 1) if p50 > 0 else None,
+        "iterations": int(ms.size),
+    }
+
+
+class Cuda:
+    """CuPy or torch, whichever can see a GPU: device arrays, CUDA-event timing and D2D copy bandwidth."""
+
+    def __init__(self) -> None:
+        self.lib = None
+        if importlib.util.find_spec("cupy") is not None:
+            import cupy
+
+            try:
+                if cupy.cuda.runtime.getDeviceCount() > 0:
+                    self.lib, self.cp = "cupy", cupy
+            except cupy.cuda.runtime.CUDARuntimeError as exc:
+                print(f"cupy sees no GPU: {exc}", file=sys.stderr)
+        if self.lib is None and importlib.util.find_spec("torch") is not None:
+            import torch
+
+            if torch.cuda.is_available():
+                self.lib, self.torch = "torch", torch
+
+    @property
+    def ok(self) -> bool:
+        return self.lib is not None and ops.cuda_available()
+
+    def name(self) -> str:
+        if self.lib == "cupy":
+            return self.cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
+        return self.torch.cuda.get_device_name(0)
+
+    def to_device(self, a: np.ndarray) -> Any:
+        if self.lib == "cupy":
+            return self.cp.asarray(a)
+        return self.torch.from_numpy(np.ascontiguousarray(a)).cuda()
+
+    def time(self, fn: Callable[[], Any], min_time: float) -> dict[str, Any]:
+        if self.lib == "cupy":
+            start, end, sync = self.cp.cuda.Event(), self.cp.cuda.Event(), self.cp.cuda.Device().synchronize
+
+            def elapsed() -> float:
+                return self.cp.cuda.get_elapsed_time(start, end)
+
+        else:
+            start, end = self.torch.cuda.Event(enable_timing=True), self.torch.cuda.Event(enable_timing=True)
+            sync = self.torch.cuda.synchronize
+
+            def elapsed() -> float:
+                return start.elapsed_time(end)
+
+        for _ in range(5):
+            fn()
+        sync()
+        t0 = time.perf_counter()
+        fn()
+        sync()
+        one = max(time.perf_counter() - t0, 1e-6)
+        iters = int(min(5000, max(20, math.ceil(min_time / one))))
+        samples = np.empty(iters)
+        for i in range(iters):
+            start.record()
+            fn()
+            end.record()
+            end.synchronize()
+            samples[i] = elapsed()
+        return summarise(samples)
+
+    def copy_bandwidth_gbps(self) -> float:
+        n = 256 << 20
+        if self.lib == "cupy":
+            a, b = self.cp.empty(n, self.cp.uint8), self.cp.empty(n, self.cp.uint8)
+            r = self.time(lambda: b.__setitem__(slice(None), a), 0.2)
+        else:
+            a = self.torch.empty(n, dtype=self.torch.uint8, device="cuda")
+            b = self.torch.empty_like(a)
+            r = self.time(lambda: b.copy_(a), 0.2)
+        return 2 * n / (r["latency_ms_p50"] * 1e-3) / 1e9
+
+
+# ----- cases -------------------------------------------------------------------------------------------------------
+
+
+def opencv_preprocess(frame: np.ndarray, size: tuple[int, int], mean: np.ndarray, std: np.ndarray) -> np.ndarray:
+    blob = cv2.dnn.blobFromImage(frame, 1.0 / 255.0, (size[1], size[0]), swapRB=True, crop=False)
+    blob -= mean
+    blob /= std
+    return blob
+
+
+def opencv_upsample_argmax(logits: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    hwc = np.ascontiguousarray(logits.transpose(1, 2, 0))
+    C, h, w = logits.shape
+    up = cv2.resize(hwc, (w * STRIDE, h * STRIDE), interpolation=cv2.INTER_LINEAR)
+    return np.argmax(up[: size[0], : size[1]], axis=2).astype(np.uint8)
+
+
+def opencv_colorize(mask: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    return cv2.LUT(cv2.merge([mask, mask, mask]), lut)
+
+
+def opencv_overlay(frame: np.ndarray, mask: np.ndarray, lut: np.ndarray, alpha: float) -> np.ndarray:
+    big = cv2.resize(mask, (frame.shape[1], frame.shape[0]), interpolation=cv2.INTER_NEAREST)
+    colour = cv2.LUT(cv2.merge([big, big, big]), lut)
+    return cv2.addWeighted(frame, 1.0 - alpha, colour, alpha, 0.0)
+
+
+def cases(size: tuple[int, int], classes: int, rng: np.random.Generator, cuda: Cuda):
+    """Yield (op, classes, bytes_moved, {impl: callable}) for one model size and class count."""
+    H, W = size
+    h, w = H // STRIDE, W // STRIDE
+    frame_cam = rng.integers(0, 256, (*FRAME, 3), dtype=np.uint8)
+    frame = rng.integers(0, 256, (H, W, 3), dtype=np.uint8)
+    logits_full = rng.standard_normal((classes, H, W)).astype(np.float32)
+    logits_low = (3 * rng.standard_normal((classes, h, w))).astype(np.float32)
+    mask = rng.integers(0, classes, (H, W), dtype=np.uint8)
+    pal = np.asarray(default_palette(classes), np.uint8)
+    lut = np.zeros((256, 1, 3), np.uint8)
+    lut[:classes, 0] = pal
+    mean = np.asarray(IMAGENET_MEAN, np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(IMAGENET_STD, np.float32).reshape(1, 3, 1, 1)
+    alpha = 0.5
+    out_pre = np.empty((1, 3, H, W), np.float32)
+    out_mask = np.empty((H, W), np.uint8)
+    out_img = np.empty((H, W, 3), np.uint8)
+    dev: dict[str, Any] = {}
+    if cuda.ok:
+        dev = {k: cuda.to_device(v) for k, v in dict(frame_cam=frame_cam, frame=frame, logits_full=logits_full,
+                                                       logits_low=logits_low, mask=mask).items()}
+        dev["out_pre"] = cuda.to_device(out_pre)
+        dev["out_mask"] = cuda.to_device(out_mask)
+        dev["out_mask2"] = cuda.to_device(out_mask)
+        dev["out_img"] = cuda.to_device(out_img)
+
+    def gpu(fn: Callable[[], Any]) -> Callable[[], Any] | None:
+        return fn if cuda.ok else None
+
+    yield "preprocess", None, FRAME[0] * FRAME[1] * 3 + 3 * H * W * 4, {
+        "numpy": lambda: ref.preprocess(frame_cam, size, IMAGENET_MEAN, IMAGENET_STD),
+        "opencv": lambda: opencv_preprocess(frame_cam, size, mean, std),
+        "cpp": lambda: ops.preprocess(frame_cam, size, IMAGENET_MEAN, IMAGENET_STD, out=out_pre),
+        "cuda": gpu(lambda: ops.preprocess(dev["frame_cam"], size, IMAGENET_MEAN, IMAGENET_STD, out=dev["out_pre"])),
+    }
+    yield "argmax", classes, classes * H * W * 4 + H * W, {
+        "numpy": lambda: ref.argmax(logits_full),
+        "opencv": None,  # OpenCV has no argmax over channels
+        "cpp": lambda: ops.argmax(logits_full, out=out_mask),
+        "cuda": gpu(lambda: ops.argmax(dev["logits_full"], out=dev["out_mask"])),
+    }
+    yield "upsample_argmax", classes, classes * h * w * 4 + H * W, {
+        "numpy": lambda: ref.upsample_argmax(logits_low, size, STRIDE),
+        "opencv": lambda: opencv_upsample_argmax(logits_low, size),
+        "cpp": lambda: ops.upsample_argmax(logits_low, size, STRIDE, out=out_mask),
+        "cuda": gpu(lambda: ops.upsample_argmax(dev["logits_low"], size, STRIDE, out=dev["out_mask"])),
+    }
+    yield "colorize", classes, 4 * H * W, {
+        "numpy": lambda: ref.colorize(mask, pal),
+        "opencv": lambda: opencv_colorize(mask, lut),
+        "cpp": lambda: ops.colorize(mask, pal, out=out_img),
+        "cuda": gpu(lambda: ops.colorize(dev["mask"], pal, out=dev["out_img"])),
+    }
+    yield "overlay", classes, 7 * H * W, {
+        "numpy": lambda: ref.overlay(frame, mask, pal, alpha),
+        "opencv": lambda: opencv_overlay(frame, mask, lut, alpha),
+        "cpp": lambda: ops.overlay(frame, mask, pal, alpha, out=out_img),
+        "cuda": gpu(lambda: ops.overlay(dev["frame"], dev["mask"], pal, alpha, out=dev["out_img"])),
+    }
+    yield "post_upsample_overlay", classes, classes * h * w * 4 + 7 * H * W, {
+        "numpy": lambda: ref.overlay(frame, ref.upsample_argmax(logits_low, size, STRIDE), pal, alpha),
+        "opencv": lambda: opencv_overlay(frame, opencv_upsample_argmax(logits_low, size), lut, alpha),
+        "cpp": lambda: ops.upsample_argmax_overlay(logits_low, frame, STRIDE, pal, alpha, mask_size=size,
+                                                   out=out_img, mask_out=out_mask),
+        "cuda": gpu(lambda: ops.upsample_argmax_overlay(dev["logits_low"], dev["frame"], STRIDE, pal, alpha,
+                                                        mask_size=size, out=dev["out_img"],
+                                                        mask_out=dev["out_mask"])),
+    }
+    yield "post_argmax_overlay", classes, classes * H * W * 4 + 7 * H * W, {
+        "numpy": lambda: ref.overlay(frame, ref.argmax(logits_full), pal, alpha),
+        "opencv": lambda: opencv_overlay(frame, np.argmax(logits_full, axis=0).astype(np.uint8), lut, alpha),
+        "cpp": lambda: ops.overlay(frame, ops.argmax(logits_full, out=out_mask), pal, alpha, out=out_img),
+        "cuda": gpu(lambda: ops.overlay(dev["frame"], ops.argmax(dev["logits_full"], out=dev["out_mask2"]), pal,
+                                        alpha, out=dev["out_img"])),
+    }
+
+
+# ----- main --------------------------------------------------------------------------------------------------------
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.lower().startswith(("model name", "hardware")):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timed calls per case (default 0.3)")
+    parser.add_argument("--sizes", default="360x480,512x1024,1080x1920")
+    parser.add_argument("--classes", default="11,19")
+    parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/kernels_<tag>.json)")
+    args = parser.parse_args(argv)
+    sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
+    class_counts = [int(c) for c in args.classes.split(",")]
+
+    cuda = Cuda()
+    cores = os.cpu_count() or 1
+    device = {"cpu": cpu_model(), "cpu_cores": cores, "gpu": cuda.name() if cuda.ok else None}
+    from edgeseg import _C  # noqa: F401 - the benchmark is about the compiled kernels
+
+    versions = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "opencv": cv2.__version__,
+        "edgeseg_kernels": ops.kernel_backend(),
+        "compiler": _C.build_info,
+        "cpu_threads": _C.num_threads(),
+        "threading": _C.threading,
+    }
+    copy_gbps = round(cuda.copy_bandwidth_gbps(), 1) if cuda.ok else None
+    tag = slug(device["gpu"]) if device["gpu"] else f"cpu-{slug(device['cpu'])}-{cores}c"
+    out_path = args.out or Path(__file__).resolve().parent / "results" / f"kernels_{tag}.json"
+    rng = np.random.default_rng(0)
+
+    results: list[dict[str, Any]] = []
+    print(f"device: {device}  copy bandwidth: {copy_gbps} GB/s")
+    header = f"{'op':<22} {'size':>10} {'C':>3} {'impl':<7} {'p50 ms':>9} {'p90 ms':>9} {'x numpy':>8} {'GB/s':>7}"
+    print(header + "\n" + "-" * len(header))
+    for size in sizes:
+        seen_class_free = set()
+        for classes in class_counts:
+            for op, c, nbytes, impls in cases(size, classes, rng, cuda):
+                if c is None and op in seen_class_free:
+                    continue
+                seen_class_free.add(op)
+                base = None
+                for impl, fn in impls.items():
+                    row: dict[str, Any] = {"op": op, "size": list(size), "classes": c, "impl": impl}
+                    if fn is None:
+                        row.update(status="skipped",
+                                   reason="OpenCV has no such op" if impl == "opencv" else "no CUDA GPU + CuPy/torch")
+                        results.append(row)
+                        continue
+                    stats = cuda.time(fn, args.min_time) if impl == "cuda" else time_cpu(fn, args.min_time)
+                    row.update(status="ok", **stats)
+                    if impl == "numpy":
+                        base = stats["latency_ms_p50"]
+                    row["speedup_vs_numpy_p50"] = round(base / stats["latency_ms_p50"], 2) if base else None
+                    gbps = nbytes / (stats["latency_ms_p50"] * 1e-3) / 1e9
+                    row["bandwidth_gbps"] = round(gbps, 2)
+                    if impl == "cuda" and copy_gbps:
+                        row["bandwidth_fraction_of_copy"] = round(gbps / copy_gbps, 3)
+                    results.append(row)
+                    print(f"{op:<22} {size[0]:>4}x{size[1]:<5} {c or '-':>3} {impl:<7} {stats['latency_ms_p50']:>9.3f} "
+                          f"{stats['latency_ms_p90']:>9.3f} {row['speedup_vs_numpy_p50'] or 0:>8.1f} {gbps:>7.2f}")
+
+    report = {
+        "benchmark": "edgeseg kernels",
+        "device": device,
+        "versions": versions,
+        "settings": {"min_time_s": args.min_time, "stride": STRIDE, "preprocess_frame": list(FRAME),
+                     "timing": "perf_counter per call (CPU), CUDA events (GPU); warm-up before timing"},
+        "device_copy_bandwidth_gbps": copy_gbps,
+        "results": results,
+    }
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    out_path.write_text(json.dumps(report, indent=1) + "\n")
+    print(f"wrote {out_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,101 @@
+"""The command line end to end on a tiny dataset: train -> export -> run -> eval (model and --pred) -> bench."""
+
+import json
+
+import cv2
+import numpy as np
+import pytest
+
+from edgeseg.cli import main
+from edgeseg.data import write_synthetic_folder, write_synthetic_video
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = write_synthetic_folder(root / "data", n=8, size=(64, 80), seed=3, val_count=4)
+    code = main([
+        "train", "--data", str(data), "--model", "fcn8s_mobilenetv3", "--epochs", "1", "--batch-size", "4",
+        "--image-size", "64", "80", "--out", str(root / "train"), "--workers", "0",
+    ])
+    assert code == 0
+    assert main(["export", str(root / "train" / "best.pt"), "--out", str(root / "export")]) == 0
+    return root, data
+
+
+def test_models_lists_the_registry(capsys):
+    assert main(["models"]) == 0
+    names = capsys.readouterr().out.split()
+    assert len(names) == 9 and "fcn8s_resnet18" in names and "fcn32s_vgg16" in names
+
+
+@pytest.mark.slow
+def test_train_writes_the_contract_files(workspace):
+    root, _ = workspace
+    for name in ("best.pt", "last.pt", "metrics.json"):
+        assert (root / "train" / name).is_file()
+    metrics = json.loads((root / "train" / "metrics.json").read_text())
+    assert {"pixel_acc", "mean_acc", "miou", "fwiou", "per_class_iou"} <= set(metrics["best"])
+
+
+@pytest.mark.slow
+def test_run_gives_one_output_frame_and_mask_per_input_frame(workspace, capsys):
+    root, _ = workspace
+    video = write_synthetic_video(root / "in.mp4", frames=23, size=(90, 120), seed=1)
+    out = root / "out.mp4"
+    code = main(["run", str(root / "export" / "model.onnx"), "--source", str(video), "--out", str(out),
+                 "--masks", str(root / "masks"), "--alpha", "0.4"])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "23" in printed and str(out) in printed
+    capture = cv2.VideoCapture(str(out))
+    frames = 0
+    while capture.read()[0]:
+        frames += 1
+    assert frames == 23
+    masks = sorted((root / "masks").glob("*.png"))
+    assert len(masks) == 23
+    mask = cv2.imread(str(masks[0]), cv2.IMREAD_UNCHANGED)
+    assert mask.shape == (90, 120) and mask.max() < 8
+
+
+@pytest.mark.slow
+def test_eval_model_and_pred_dir_agree(workspace, tmp_path):
+    root, data = workspace
+    onnx_json, pred_json, pt_json = tmp_path / "onnx.json", tmp_path / "pred.json", tmp_path / "pt.json"
+    assert main(["eval", str(root / "export" / "model.onnx"), "--data", str(data), "--json", str(onnx_json)]) == 0
+    assert main(["eval", str(root / "train" / "best.pt"), "--data", str(data), "--json", str(pt_json)]) == 0
+    # masks written by `edgeseg run` over the val images, scored as ready-made predictions
+    assert main(["run", str(root / "export" / "model.onnx"), "--source", str(data / "val" / "images"),
+                 "--masks", str(tmp_path / "pred")]) == 0
+    assert main(["eval", "--pred", str(tmp_path / "pred"), "--data", str(data), "--json", str(pred_json)]) == 0
+    onnx_scores, pred_scores, pt_scores = (json.loads(p.read_text()) for p in (onnx_json, pred_json, pt_json))
+    assert onnx_scores["num_images"] == pred_scores["num_images"] == 4
+    for key in ("pixel_acc", "mean_acc", "miou", "fwiou"):
+        assert pred_scores[key] == pytest.approx(onnx_scores[key], abs=1e-9)  # same runtime, same resize
+        assert pt_scores[key] == pytest.approx(onnx_scores[key], abs=0.02)  # torch vs ORT, ~1 LSB preprocessing
+    assert set(onnx_scores["per_class_iou"]) == set(json.loads((data / "classes.json").read_text())["classes"])
+
+
+@pytest.mark.slow
+def test_bench_reports_percentiles_per_stage(workspace, tmp_path):
+    root, _ = workspace
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(root / "export" / "model.onnx"), "--json", str(out), "--min-seconds", "0.2",
+                 "--min-iters", "5", "--warmup", "1", "--frames", "3"]) == 0
+    result = json.loads(out.read_text())
+    for stage in ("preprocess", "infer", "postprocess", "frame"):
+        summary = result["stages"][stage]
+        assert summary["latency_ms_p50"] <= summary["latency_ms_p90"] <= summary["latency_ms_p99"]
+    assert result["fps"] > 0 and result["device"]["cpu"]
+
+
+def test_clear_errors_exit_2(tmp_path, capsys):
+    assert main(["eval", "--data", "synthetic"]) == 2
+    assert "either a MODEL file or --pred" in capsys.readouterr().err
+    assert main(["run", str(tmp_path / "missing.onnx"), "--source", "synthetic:3", "--out", str(tmp_path / "o.mp4")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    bad = tmp_path / "bad.pt"
+    bad.write_bytes(b"not a checkpoint")
+    assert main(["export", str(bad), "--out", str(tmp_path / "e")]) == 2
+    assert "could not be loaded safely" in capsys.readouterr().err
