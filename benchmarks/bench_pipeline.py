@@ -18,27 +18,7 @@ import tempfile
 from pathlib import Path
 
 from edgeseg.bench import device_info
-from edgeseg.bench_compare import ort_default_infer, run_edgeseg, run_naive, torch_infer
-
-
-def _chart(result: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    names = list(result["contenders"])
-    fps = [result["contenders"][n]["fps_end_to_end"] for n in names]
-    fig, ax = plt.subplots(figsize=(9, 4))
-    bars = ax.barh(names, fps, color=["#999999" if n.startswith("naive") else "#76b900" for n in names])
-    for bar, value, name in zip(bars, fps, names):
-        ratio = result["contenders"][name]["ratio_to_naive_torch"]
-        ax.text(value, bar.get_y() + bar.get_height() / 2, f" {value:.1f} FPS ({ratio:.2f}x)", va="center")
-    ax.set_xlabel("end-to-end FPS (decode -> segment -> overlay -> MP4), higher is better")
-    ax.set_title(f"{result['model']} on {Path(result['video']).name}, {result['device']['cpu']}", fontsize=9)
-    ax.set_xlim(0, max(fps) * 1.35)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+from edgeseg.bench_compare import compare_chart, ort_default_infer, run_edgeseg, run_naive, torch_infer
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -95,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2, default=str))
-    _chart(result, out.with_suffix(".png"))
+    compare_chart(result, out.with_suffix(".png"))
     print(f"{'contender':<26} {'FPS':>7} {'x naive':>8}  frame p50/p90/p99 ms")
     for name, r in contenders.items():
         frame = r["stages"].get("frame") or r["stages"].get("end_to_end") or {}

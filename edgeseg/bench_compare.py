@@ -133,3 +133,24 @@ def run_edgeseg(model_path: str | Path, video: str | Path, out: str | Path, *, a
         "stages": result.get("stages", {}),
         "stats": {k: result[k] for k in ("read", "processed", "dropped", "unreadable") if k in result},
     }
+
+
+def compare_chart(result: dict, path: Path) -> None:
+    """Horizontal bars of end-to-end FPS per contender, labelled with the ratio to naive PyTorch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = list(result["contenders"])
+    fps = [result["contenders"][n]["fps_end_to_end"] for n in names]
+    fig, ax = plt.subplots(figsize=(9, 4))
+    bars = ax.barh(names, fps, color=["#999999" if n.startswith("naive") else "#76b900" for n in names])
+    for bar, value, name in zip(bars, fps, names):
+        ratio = result["contenders"][name]["ratio_to_naive_torch"]
+        ax.text(value, bar.get_y() + bar.get_height() / 2, f" {value:.1f} FPS ({ratio:.2f}x)", va="center")
+    ax.set_xlabel("end-to-end FPS (decode -> segment -> overlay -> MP4), higher is better")
+    ax.set_title(f"{result['model']} on {Path(result['video']).name}, {result['device']['cpu']}", fontsize=9)
+    ax.set_xlim(0, max(fps) * 1.35)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)

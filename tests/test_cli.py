@@ -99,3 +99,18 @@ def test_clear_errors_exit_2(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint")
     assert main(["export", str(bad), "--out", str(tmp_path / "e")]) == 2
     assert "could not be loaded safely" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_bench_compare_with_naive_pipelines(workspace, tmp_path):
+    root, _ = workspace
+    video = write_synthetic_video(tmp_path / "clip.mp4", frames=12, size=(90, 120), seed=2)
+    out = tmp_path / "bench.json"
+    assert main(["bench", str(root / "export" / "model.onnx"), "--json", str(out), "--min-seconds", "0.1",
+                 "--min-iters", "3", "--warmup", "1", "--frames", "2",
+                 "--compare", str(root / "train" / "best.pt"), "--video", str(video)]) == 0
+    contenders = json.loads(out.read_text())["end_to_end"]["contenders"]
+    assert set(contenders) == {"naive_torch_fp32", "naive_ort", "edgeseg"}
+    assert all(c["frames"] == 12 for c in contenders.values())
+    assert contenders["naive_torch_fp32"]["ratio_to_naive_torch"] == pytest.approx(1.0)
+    assert out.with_suffix(".png").stat().st_size > 1000

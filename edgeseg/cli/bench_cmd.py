@@ -17,29 +17,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--min-seconds", type=float, default=3.0)
     parser.add_argument("--min-iters", type=int, default=30)
+    parser.add_argument("--compare", metavar="CKPT", default=None,
+                        help="also run, on --video, the naive loops users write (PyTorch eager FP32 from this "
+                             "checkpoint, ONNX Runtime defaults) and EdgeSeg's pipeline; adds end-to-end FPS, "
+                             "ratios and a PNG chart next to the JSON")
+    parser.add_argument("--video", default=None, help="video for --compare")
     parser.set_defaults(func=run)
 
 
 def _frames(source: str | None, count: int, size: tuple[int, int]) -> list:
+    """`count` BGR frames from a video or image folder, or synthetic street scenes of `size`."""
     if source is None:
         from edgeseg.data import synthetic_frames
 
         return list(synthetic_frames(count, size))
-    import cv2
+    from edgeseg.export.frames import iter_frames
 
-    from edgeseg.errors import DataError
-
-    capture = cv2.VideoCapture(source)
-    frames = []
-    while len(frames) < count:
-        ok, frame = capture.read()
-        if not ok:
-            break
-        frames.append(frame)
-    capture.release()
-    if not frames:
-        raise DataError(f"no readable frames in {source}")
-    return frames
+    return list(iter_frames(source, limit=count))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -58,7 +52,39 @@ def run(args: argparse.Namespace) -> int:
             f"p99 {summary['latency_ms_p99']:8.2f} ms"
         )
     print(f"FPS {result['fps']:.1f} ({result['backend']}, {result['precision']})")
+    if args.compare:
+        result["end_to_end"] = _compare(args)
     Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json_out).write_text(json.dumps(result, indent=2))
     print(f"wrote {args.json_out}")
     return 0
+
+
+def _compare(args: argparse.Namespace) -> dict:
+    """naive PyTorch, naive ONNX Runtime and EdgeSeg's pipeline on the same video, one after the other."""
+    import tempfile
+
+    from edgeseg.bench_compare import compare_chart, ort_default_infer, run_edgeseg, run_naive, torch_infer
+    from edgeseg.errors import ConfigError
+
+    if not args.video:
+        raise ConfigError("--compare needs --video (the clip all contenders segment)")
+    work = Path(tempfile.mkdtemp(prefix="edgeseg-compare-"))
+    contenders = {}
+    infer, meta = torch_infer(args.compare)
+    contenders["naive_torch_fp32"] = run_naive(infer, meta, args.video, work / "naive_torch.mp4")
+    if Path(args.model).suffix == ".onnx":
+        infer, meta = ort_default_infer(args.model)
+        contenders["naive_ort"] = run_naive(infer, meta, args.video, work / "naive_ort.mp4")
+    contenders["edgeseg"] = run_edgeseg(args.model, args.video, work / "edgeseg.mp4")
+    base = contenders["naive_torch_fp32"]["fps_end_to_end"]
+    for name, result in contenders.items():
+        result["ratio_to_naive_torch"] = result["fps_end_to_end"] / base
+        print(f"end-to-end {name:<18} {result['fps_end_to_end']:7.2f} FPS  {result['ratio_to_naive_torch']:5.2f}x naive")
+    from edgeseg.bench import device_info
+
+    summary = {"model": meta.model_name, "video": args.video, "device": device_info(), "contenders": contenders}
+    chart = Path(args.json_out).with_suffix(".png")
+    compare_chart(summary, chart)
+    print(f"wrote {chart}")
+    return summary
