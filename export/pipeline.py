@@ -36,6 +36,9 @@ def export_model(
     miou_threshold: float = 1.0,
     flavour: str = "auto",
     progress: bool = True,
+    fp16_io: bool = False,
+    sensitivity: int = 0,
+    keep_head_float: bool = False,
 ) -> dict[str, Any]:
     """Export a checkpoint; returns {'onnx': {precision: path}, 'engines': {...}, 'parity': ..., 'report': ...}.
 
@@ -44,9 +47,14 @@ def export_model(
     precisions = list(dict.fromkeys(precisions))
     int8_options = {"calib": calib, "calib_frames": calib_frames, "calib_method": calib_method} if (
         "int8" in precisions or calib is not None) else {}
+    if sensitivity:
+        int8_options["sensitivity"] = sensitivity
+    if keep_head_float:
+        int8_options["keep_head_float"] = True
     formats = check_request(
         precisions, engine=engine or None, input_size=input_size, dynamic=dynamic, argmax=argmax or None,
-        uint8_input=uint8_input or None, lowres=lowres or None, workspace_mb=workspace_mb, **int8_options,
+        uint8_input=uint8_input or None, lowres=lowres or None, workspace_mb=workspace_mb, fp16_io=fp16_io or None,
+        **int8_options,
     )
     if engine:  # fail before the slow steps when no TensorRT flavour is importable
         from edgeseg.runtime.backends.tensorrt import import_trt
@@ -70,11 +78,12 @@ def export_model(
         if fmt.precision == "fp16":
             from edgeseg.export.fp16 import fp16_from_onnx
 
-            onnx_paths["fp16"] = fp16_from_onnx(base, path)
+            onnx_paths["fp16"] = fp16_from_onnx(base, path, keep_io_types=not fp16_io)
         elif fmt.precision == "int8":
             from edgeseg.export.int8 import qdq_from_onnx
 
             onnx_paths["int8"] = qdq_from_onnx(base, path, calib, num_frames=calib_frames, method=calib_method,
+                                               keep_head_float=keep_head_float, sensitivity_top_k=sensitivity,
                                                progress=progress)
     if uint8_input or argmax:
         from edgeseg.export.graph_edits import add_argmax, add_uint8_input

@@ -40,6 +40,13 @@ def add_parser(sub) -> None:
     p.add_argument("--argmax", action="store_true", help="end the graph in ArgMax: output 'classmap' uint8 N,H,W")
     p.add_argument("--uint8-input", action="store_true", help="graph takes uint8 NHWC BGR frames, normalises inside")
     p.add_argument("--lowres", action="store_true", help="stop before the final upsampling (runtime upsamples)")
+    p.add_argument("--fp16-io", action="store_true",
+                   help="fp16: inputs and outputs in float16 too (default: they stay float32)")
+    p.add_argument("--sensitivity", type=int, default=0, metavar="K",
+                   help="int8: quantise one layer at a time and keep the K layers that cost most argmax agreement "
+                        "in float")
+    p.add_argument("--keep-head-float", action="store_true",
+                   help="int8: leave the classifier and upsampling (ConvTranspose) layers unquantised")
     p.add_argument("--workspace-mb", type=int, help="TensorRT builder workspace limit")
     p.add_argument("--report-data", help="dataset folder: report mIoU per precision on its val split")
     p.add_argument("--miou-threshold", type=float, default=1.0, help="max mIoU drop in points vs fp32 (default 1)")
@@ -61,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         argmax=args.argmax, uint8_input=args.uint8_input, lowres=args.lowres,
         calib_frames=args.calib_frames or 64, calib_method=args.calib_method or "entropy",
         workspace_mb=args.workspace_mb, report_data=args.report_data, miou_threshold=args.miou_threshold,
-        flavour=args.flavour,
+        flavour=args.flavour, fp16_io=args.fp16_io, sensitivity=args.sensitivity,
+        keep_head_float=args.keep_head_float,
     )
     parity = result["parity"]
     print(f"ONNX vs PyTorch: max abs error {parity['max_abs_err']:.3g}, "

@@ -81,3 +81,26 @@ def test_cli_export(tiny_ckpt, tmp_path, capsys):
 def test_cli_bad_request_exit_code(tiny_ckpt, tmp_path, capsys):
     assert main(["export", str(tiny_ckpt), "--out", str(tmp_path), "--precision", "int8"]) == 2
     assert "int8 needs --calib" in capsys.readouterr().err
+
+
+def test_fp16_io_and_int8_layer_options(tiny_ckpt, tmp_path, image_dir):
+    import numpy as np
+    import onnx
+
+    from edgeseg.runtime.segmenter import Segmenter
+
+    result = export_model(tiny_ckpt, tmp_path, precisions=("fp32", "fp16", "int8"), fp16_io=True,
+                          calib=image_dir, calib_frames=2, keep_head_float=True, progress=False)
+    fp16 = onnx.load(result["onnx"]["fp16"])
+    assert fp16.graph.input[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    assert fp16.graph.output[0].type.tensor_type.elem_type == onnx.TensorProto.FLOAT16
+    frame = (np.random.default_rng(0).random((40, 50, 3)) * 255).astype(np.uint8)
+    with Segmenter(result["onnx"]["fp32"]) as ref, Segmenter(result["onnx"]["fp16"]) as half:
+        assert half.input_spec.dtype == np.float16
+        assert np.mean(ref.segment(frame) == half.segment(frame)) > 0.99
+    int8 = onnx.load(result["onnx"]["int8"])
+    dequantized = {n.output[0] for n in int8.graph.node if n.op_type == "DequantizeLinear"}
+    head = [n for n in int8.graph.node if n.op_type == "ConvTranspose"]
+    assert head and all(n.input[1] not in dequantized for n in head)  # the upsampling head stayed float
+    with pytest.raises(ConfigError, match="apply only to"):
+        check_request(("fp32",), sensitivity=2)
