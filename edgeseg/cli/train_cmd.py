@@ -48,6 +48,8 @@ def run(args: argparse.Namespace) -> int:
         pretrained_backbone=args.pretrained_backbone,
     )
     result = train(config)
+    if result["rank"] != 0:  # under torchrun only rank 0 reports
+        return 0
     best = result.get("best", {})
     print(f"trained {result['epochs_run']} epochs; best val mIoU {best.get('miou', float('nan')):.4f}; wrote {args.out}")
     return 0

@@ -211,7 +211,9 @@ def train(config: TrainConfig) -> dict:
             log.info("stopping after epoch %d: --max-minutes %.1f reached", epoch + 1, config.max_minutes)
             break
 
-    result: dict[str, Any] = {"model": config.model, "data": config.data, "epochs_run": len(history), "history": history}
+    result: dict[str, Any] = {
+        "model": config.model, "data": config.data, "epochs_run": len(history), "history": history, "rank": rank,
+    }
     if rank == 0:
         if best_scores is None and (out / "best.pt").is_file():  # resumed and never beat the stored best
             best_scores = read_checkpoint(out / "best.pt").get("val_scores", {})

@@ -37,3 +37,21 @@ def test_bad_options(tmp_path):
         train(_config(tmp_path, optimizer="rmsprop", epochs=1))
     with pytest.raises(ConfigError, match="no full batch"):
         train(_config(tmp_path, batch_size=64, epochs=1))
+
+
+@pytest.mark.slow
+def test_torchrun_ddp_on_cpu(tmp_path):
+    """The same command under torchrun runs DistributedDataParallel (gloo on CPU); rank 0 alone writes and reports."""
+    import subprocess
+    import sys
+
+    from edgeseg.data import write_synthetic_folder
+
+    data = write_synthetic_folder(tmp_path / "data", n=8, size=(64, 80), seed=1, val_count=4)
+    command = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "-m", "edgeseg", "train",
+               "--data", str(data), "--model", "fcn8s_mobilenetv3", "--epochs", "1", "--batch-size", "2",
+               "--image-size", "64", "80", "--out", str(tmp_path / "run"), "--workers", "0"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.count("trained 1 epochs") == 1
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 1
