@@ -24,6 +24,8 @@ class Segmenter:
 
     `predict` returns masks at the model's input resolution (one batched inference call per `max_batch` frames);
     `segment` returns one mask at the frame's own resolution. `stage_ms` holds the last call's stage timings.
+    A backend whose `frames_on_device` is True (TensorRT with edgeseg._C's CUDA kernels) runs the whole of
+    `predict` itself, pre- and post-processing on the GPU (`predict_frames`); other backends get numpy batches.
     """
 
     def __init__(self, model: str | Path | Backend, *, backend: str = "auto", **backend_options) -> None:
@@ -79,6 +81,10 @@ class Segmenter:
         frames = list(frames)
         if not frames:
             return []
+        if getattr(self.backend, "frames_on_device", False):  # TensorRT + CUDA kernels: frames stay on the GPU
+            masks = self.backend.predict_frames(frames)
+            self.stage_ms = dict(self.backend.stage_ms)
+            return masks
         limit = self.max_batch or len(frames)
         masks: list[np.ndarray] = []
         totals = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
