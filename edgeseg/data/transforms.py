@@ -43,6 +43,10 @@ def _check_pair(image: np.ndarray, label: np.ndarray) -> None:
 class TrainTransform:
     """Random scale in `scale_range` -> random crop to `out_size` (padding image 0, label 255) -> random h-flip.
 
+    The scale is relative to the evaluation view (the whole image resized to `out_size`, as EvalTransform and the
+    runtime do), not to the source file: scale 1 is exactly what the model sees at inference, so a 360x480 dataset
+    trained at 180x240 sees objects at the sizes it will meet, zoomed 0.5-2x.
+
     `__call__(image, label, rng)` draws, in this order: scale, crop y, crop x, flip; the same rng state gives the
     same output.
     """
@@ -61,7 +65,7 @@ class TrainTransform:
         _check_pair(image, label)
         out_h, out_w = self.out_size
         scale = rng.uniform(*self.scale_range)
-        h, w = max(1, round(image.shape[0] * scale)), max(1, round(image.shape[1] * scale))
+        h, w = max(1, round(out_h * scale)), max(1, round(out_w * scale))
         image, label = _resize(image, label, h, w)
         pad_h, pad_w = max(0, out_h - h), max(0, out_w - w)
         if pad_h or pad_w:
