@@ -44,6 +44,9 @@ def engine_from_onnx(
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     meta = get_meta(load_onnx(onnx_path), where=str(onnx_path))
+    if meta.extra.get("int8", {}).get("target") == "cpu":
+        raise ExportError(f"{onnx_path.name} is the CPU INT8 variant (unsigned asymmetric activations for ONNX Runtime); "
+                          "TensorRT needs symmetric signed INT8: export with --int8-target tensorrt for engines")
     if workspace_mb is not None and workspace_mb < 1:
         raise ConfigError(f"workspace_mb must be a positive number of MiB, got {workspace_mb}")
     if profile is None and "dynamic" in meta.extra:

@@ -33,7 +33,7 @@ FORMATS: dict[str, Format] = {
         Format("fp32", "model.onnx", "model_fp32.engine", frozenset(), frozenset(), "float32, the reference"),
         Format("fp16", "model_fp16.onnx", "model_fp16.engine", frozenset({"fp16_io"}), frozenset(),
                "float16 weights and activations, sensitive ops kept in float32"),
-        Format("int8", "model_int8.onnx", "model_int8.engine", frozenset({"calib", "calib_frames", "calib_method", "sensitivity", "keep_head_float"}),
+        Format("int8", "model_int8.onnx", "model_int8.engine", frozenset({"calib", "calib_frames", "calib_method", "sensitivity", "keep_head_float", "int8_target"}),
                frozenset({"calib"}), "INT8 Q/DQ (symmetric, per-channel weights), calibrated on frames"),
     )
 }

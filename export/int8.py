@@ -5,6 +5,11 @@ weights (per output channel), biases left in float (TensorRT fuses them; it has 
 Q/DQ pair per consumer. ConvTranspose weights are (C_in, C_out, kH, kW): their per-channel axis is 1, which we
 force (QDQOpTypePerChannelSupportToAxis) and check. Calibration frames are preprocessed like the runtime.
 
+`target='cpu'` makes the variant ONNX Runtime runs fastest on x86/ARM CPUs instead: unsigned asymmetric
+activations (U8S8) and every op ORT can quantize (Add, pooling...), so its graph optimizer fuses QLinearConv
+chains; on the 2-core Xeon here it runs FCN-8s about 3x faster than FP32 where the TensorRT recipe is slower than FP32.
+It is not for TensorRT, which needs symmetric signed INT8: building an engine from it is refused.
+
 `sensitivity_top_k=k` quantizes one layer at a time, measures argmax agreement with FP32 on calibration frames
 and keeps the k most damaging layers in float (their names are recorded in meta.extra['int8']).
 """
@@ -30,6 +35,7 @@ from edgeseg.export.parity import compare
 log = logging.getLogger(__name__)
 
 CALIB_METHODS = ("entropy", "percentile", "minmax")
+INT8_TARGETS = ("tensorrt", "cpu")
 DEFAULT_OP_TYPES = ("Conv", "ConvTranspose")
 WEIGHT_AXIS = {"Conv": 0, "ConvTranspose": 1}  # output-channel axis of each op's weight
 
@@ -45,6 +51,7 @@ def qdq_from_onnx(
     exclude_nodes: Sequence[str] = (),
     keep_head_float: bool = False,
     sensitivity_top_k: int = 0,
+    target: str = "tensorrt",
     progress: bool = True,
 ) -> Path:
     """Quantize an EdgeSeg FP32 ONNX model (path or ModelProto) to INT8 Q/DQ at `dst`; meta.precision = 'int8'.
@@ -56,6 +63,8 @@ def qdq_from_onnx(
     quant = require("onnxruntime.quantization", "INT8 quantization")
     if method not in CALIB_METHODS:
         raise ConfigError(f"calibration method {method!r} is not one of {CALIB_METHODS}")
+    if target not in INT8_TARGETS:
+        raise ConfigError(f"INT8 target {target!r} is not one of {INT8_TARGETS}")
     if num_frames < 1:
         raise ConfigError(f"num_frames must be >= 1, got {num_frames}")
     model = load_onnx(src)
@@ -84,6 +93,9 @@ def qdq_from_onnx(
             "QDQOpTypePerChannelSupportToAxis": {"ConvTranspose": 1},
         },
     )
+    if target == "cpu":  # ORT's fast CPU kernels: U8 activations with zero points, all quantizable ops, int32 bias
+        options.update(activation_type=quant.QuantType.QUInt8, op_types_to_quantize=None)
+        options["extra_options"] = {"WeightSymmetric": True, "QDQOpTypePerChannelSupportToAxis": {"ConvTranspose": 1}}
     sensitivity: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="edgeseg-int8-") as tmp:
         cache = Path(tmp) / "calibration.json"  # calibrate once; sensitivity runs reuse the ranges
@@ -99,7 +111,7 @@ def qdq_from_onnx(
                                   nodes_to_exclude=excluded, **options)
     _check_weight_axes(onnx, quantized)
     info = {"calib_method": method, "calib_frames": len(batches), "excluded_nodes": sorted(set(excluded)),
-            "sensitivity": sensitivity}
+            "sensitivity": sensitivity, "target": target}
     set_meta(quantized, meta.replace(precision="int8", extra={**meta.extra, "int8": info}))
     return save_onnx(quantized, dst)
 

@@ -11,6 +11,7 @@ import logging
 from pathlib import Path
 from typing import Any, Sequence
 
+from edgeseg.errors import ConfigError
 from edgeseg.export.formats import check_request
 from edgeseg.export.onnx_io import get_meta, load_onnx, save_onnx
 
@@ -39,6 +40,7 @@ def export_model(
     fp16_io: bool = False,
     sensitivity: int = 0,
     keep_head_float: bool = False,
+    int8_target: str = "tensorrt",
 ) -> dict[str, Any]:
     """Export a checkpoint; returns {'onnx': {precision: path}, 'engines': {...}, 'parity': ..., 'report': ...}.
 
@@ -51,6 +53,11 @@ def export_model(
         int8_options["sensitivity"] = sensitivity
     if keep_head_float:
         int8_options["keep_head_float"] = True
+    if int8_target != "tensorrt":
+        int8_options["int8_target"] = int8_target
+        if engine:
+            raise ConfigError("--int8-target cpu makes an ONNX Runtime CPU model; TensorRT engines need the "
+                              "default --int8-target tensorrt (drop --engine or the target)")
     formats = check_request(
         precisions, engine=engine or None, input_size=input_size, dynamic=dynamic, argmax=argmax or None,
         uint8_input=uint8_input or None, lowres=lowres or None, workspace_mb=workspace_mb, fp16_io=fp16_io or None,
@@ -84,6 +91,7 @@ def export_model(
 
             onnx_paths["int8"] = qdq_from_onnx(base, path, calib, num_frames=calib_frames, method=calib_method,
                                                keep_head_float=keep_head_float, sensitivity_top_k=sensitivity,
+                                               target=int8_target,
                                                progress=progress)
     if uint8_input or argmax:
         from edgeseg.export.graph_edits import add_argmax, add_uint8_input

@@ -45,6 +45,9 @@ def add_parser(sub) -> None:
     p.add_argument("--sensitivity", type=int, default=0, metavar="K",
                    help="int8: quantise one layer at a time and keep the K layers that cost most argmax agreement "
                         "in float")
+    p.add_argument("--int8-target", choices=("tensorrt", "cpu"), default="tensorrt",
+                   help="int8: 'tensorrt' (default) symmetric signed Q/DQ for TensorRT engines; 'cpu' unsigned "
+                        "activations and all ops quantised, ONNX Runtime's fastest CPU recipe (no engine)")
     p.add_argument("--keep-head-float", action="store_true",
                    help="int8: leave the classifier and upsampling (ConvTranspose) layers unquantised")
     p.add_argument("--workspace-mb", type=int, help="TensorRT builder workspace limit")
@@ -69,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
         calib_frames=args.calib_frames or 64, calib_method=args.calib_method or "entropy",
         workspace_mb=args.workspace_mb, report_data=args.report_data, miou_threshold=args.miou_threshold,
         flavour=args.flavour, fp16_io=args.fp16_io, sensitivity=args.sensitivity,
-        keep_head_float=args.keep_head_float,
+        keep_head_float=args.keep_head_float, int8_target=args.int8_target,
     )
     parity = result["parity"]
     print(f"ONNX vs PyTorch: max abs error {parity['max_abs_err']:.3g}, "

@@ -104,3 +104,27 @@ def test_fp16_io_and_int8_layer_options(tiny_ckpt, tmp_path, image_dir):
     assert head and all(n.input[1] not in dequantized for n in head)  # the upsampling head stayed float
     with pytest.raises(ConfigError, match="apply only to"):
         check_request(("fp32",), sensitivity=2)
+
+
+def test_int8_cpu_target_is_onnxruntime_recipe_and_refuses_engines(tiny_ckpt, tmp_path, image_dir):
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from edgeseg.errors import ExportError
+    from edgeseg.export.engine import engine_from_onnx
+    from edgeseg.runtime.segmenter import Segmenter
+
+    result = export_model(tiny_ckpt, tmp_path, precisions=("fp32", "int8"), calib=image_dir, calib_frames=4,
+                          int8_target="cpu", progress=False)
+    model = onnx.load(result["onnx"]["int8"])
+    inits = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    activation_zero_points = [inits[n.input[2]] for n in model.graph.node if n.op_type == "QuantizeLinear"]
+    assert activation_zero_points and all(z.dtype == np.uint8 for z in activation_zero_points)
+    frame = (np.random.default_rng(1).random((40, 50, 3)) * 255).astype(np.uint8)
+    with Segmenter(result["onnx"]["fp32"]) as ref, Segmenter(result["onnx"]["int8"]) as q:
+        assert q.meta.precision == "int8" and np.mean(ref.segment(frame) == q.segment(frame)) > 0.9
+    with pytest.raises(ExportError, match="TensorRT needs symmetric signed INT8"):
+        engine_from_onnx(result["onnx"]["int8"], tmp_path / "x.engine")
+    with pytest.raises(ConfigError, match="int8-target cpu"):
+        export_model(tiny_ckpt, tmp_path / "e", precisions=("int8",), calib=image_dir, int8_target="cpu", engine=True)
