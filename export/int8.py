@@ -139,15 +139,29 @@ class _Reader:
         self._next = 0
 
 
+class _DropPreprocessAdvice(logging.Filter):
+    """quantize_static logs 'Please consider to run pre-processing' on the root logger every call: our graphs are
+    exported with static shapes and folded constants, so the advice is noise in the CLI's output."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage() and \
+            "run pre-processing" not in record.getMessage()
+
+
 def _quantize(quant, onnx, model, batches, input_name, out: Path, cache: Path, **options) -> Any:
     reader = type("Reader", (_Reader, quant.CalibrationDataReader), {})(batches, input_name)
     chatter = io.StringIO()  # quantize_static prints its calibration progress; keep it for the debug log
+    advice_filter = _DropPreprocessAdvice()
+    for handler in logging.getLogger().handlers:
+        handler.addFilter(advice_filter)
     try:  # a copy: quantize_static moves the initializers of the ModelProto it is given to external data
         with contextlib.redirect_stdout(chatter):
             quant.quantize_static(copy.deepcopy(model), str(out), reader, calibration_cache_path=str(cache), **options)
     except (ValueError, RuntimeError, KeyError, onnx.checker.ValidationError) as exc:
         raise ExportError(f"INT8 quantization failed: {type(exc).__name__}: {exc}") from exc
     finally:
+        for handler in logging.getLogger().handlers:
+            handler.removeFilter(advice_filter)
         log.debug("quantize_static: %s", chatter.getvalue().strip())
     return onnx.load(str(out))
 

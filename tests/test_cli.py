@@ -114,3 +114,18 @@ def test_bench_compare_with_naive_pipelines(workspace, tmp_path):
     assert all(c["frames"] == 12 for c in contenders.values())
     assert contenders["naive_torch_fp32"]["ratio_to_naive_torch"] == pytest.approx(1.0)
     assert out.with_suffix(".png").stat().st_size > 1000
+
+
+@pytest.mark.slow
+def test_demo_runs_the_whole_path(tmp_path, capsys):
+    """The README's first command, shrunk: train -> eval -> export -> run -> bench on the synthetic default."""
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--epochs", "1", "--max-minutes", "0.05", "--image-size", "64", "80",
+                 "--video-frames", "6", "--workers", "0", "--batch-size", "4"]) == 0
+    for name in ("overlay.mp4", "metrics.json", "latency.json", "summary.json", "export/model.onnx",
+                 "train/best.pt"):
+        assert (out / name).is_file(), name
+    assert len(list((out / "masks").glob("*.png"))) == 6
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["stream"]["total"]["processed"] == summary["stream"]["total"]["read"] == 6
+    assert 0.0 <= summary["metrics"]["miou"] <= 1.0

@@ -96,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
     with Segmenter(onnx_path) as segmenter:
         stats = run_stream(segmenter, [source], out / "overlay.mp4", masks_dir=out / "masks")
         timings["run_s"] = time.perf_counter() - t0
+        print(f"      {stats.read} frames read, {stats.processed} segmented, {stats.dropped} dropped, "
+              f"{stats.unreadable} unreadable; {stats.fps:.1f} FPS end to end -> {out / 'overlay.mp4'}")
 
         print("[5/5] benchmarking the runtime")
         from edgeseg.cli.bench_cmd import _frames
