@@ -31,6 +31,7 @@ import os
 import re
 import sys
 import time
+from typing import Any
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -110,7 +111,29 @@ class Source:
         pass
 
 
-class VideoFileSource(Source):
+class _OpenCVCapture(Source):
+    """Shared by the sources that read through cv2.VideoCapture: read a frame, release on close."""
+
+    _cap: Any = None
+
+    def _frame_label(self, index: int) -> str:
+        raise NotImplementedError
+
+    def _read(self) -> Frame | None:
+        assert self._cap is not None
+        ok, image = self._cap.read()
+        if not ok or image is None:
+            return None
+        name, index = self._take_name()
+        return Frame(image, name, self._frame_label(index))
+
+    def _close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+
+class VideoFileSource(_OpenCVCapture):
     """A video file decoded by OpenCV (FFmpeg). Ends when the file does; never reconnects."""
 
     kind = "video"
@@ -136,18 +159,8 @@ class VideoFileSource(Source):
         self._fps = float(fps) if 0 < fps < 1000 else None
         self._cap = cap
 
-    def _read(self) -> Frame | None:
-        assert self._cap is not None
-        ok, image = self._cap.read()
-        if not ok or image is None:
-            return None
-        name, index = self._take_name()
-        return Frame(image, name, f"'{self.path}' frame {index}")
-
-    def _close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+    def _frame_label(self, index: int) -> str:
+        return f"'{self.path}' frame {index}"
 
 
 class ImageFolderSource(Source):
@@ -198,7 +211,7 @@ def opencv_has_gstreamer() -> bool:
     return bool(match) and match.group(1).upper() == "YES"
 
 
-class CaptureSource(Source):
+class CaptureSource(_OpenCVCapture):
     """A live cv2.VideoCapture: a V4L2 camera index, a network stream URL or a GStreamer pipeline."""
 
     live = True
@@ -227,18 +240,8 @@ class CaptureSource(Source):
             raise SourceError(f"could not open {self.kind} source {self.description!r}")
         self._cap = cap
 
-    def _read(self) -> Frame | None:
-        assert self._cap is not None
-        ok, image = self._cap.read()
-        if not ok or image is None:
-            return None
-        name, index = self._take_name()
-        return Frame(image, name, f"{self.kind} {self.description!r} frame {index}")
-
-    def _close(self) -> None:
-        if self._cap is not None:
-            self._cap.release()
-            self._cap = None
+    def _frame_label(self, index: int) -> str:
+        return f"{self.kind} {self.description!r} frame {index}"
 
 
 class SyntheticSource(Source):
