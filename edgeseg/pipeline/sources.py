@@ -31,10 +31,10 @@ import os
 import re
 import sys
 import time
-from typing import Any
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
