@@ -18,7 +18,7 @@ def test_default_export_is_fp32_onnx(tiny_ckpt, tmp_path):
 
 def test_all_precisions_engines_and_report(tiny_ckpt, tmp_path, image_dir):
     pytest.importorskip("tensorrt_rtx", reason="tensorrt_rtx is not importable")
-    result = export_model(tiny_ckpt, tmp_path, precisions=("fp32", "fp16", "int8"), calib=image_dir / "val" / "images",
+    export_model(tiny_ckpt, tmp_path, precisions=("fp32", "fp16", "int8"), calib=image_dir / "val" / "images",
                           calib_frames=4, engine=True, report_data=image_dir, miou_threshold=100.0, progress=False)
     for precision, fmt in FORMATS.items():
         assert (tmp_path / fmt.onnx_name).is_file() and (tmp_path / fmt.engine_name).is_file()
