@@ -4,6 +4,8 @@ PY := $(VENV)/bin/python
 PIP := $(PY) -m pip install --disable-pip-version-check -q
 # Pinned: a looser torch pin pulls GBs of CUDA wheels; 2.13.0 resolves to the local CPU build here.
 TORCH ?= torch==2.13.0
+# The TensorRT-RTX build checked here: it builds (not runs) engines on a CPU-only machine, so CI tests real builds.
+TRT_RTX ?= tensorrt-rtx-cu13==1.7.1.116
 
 .PHONY: setup build demo test bench clean
 
@@ -12,7 +14,7 @@ setup: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml CMakeLists.txt cpp_ext/CMakeLists.txt
 	python3 -m venv $(VENV)
 	$(PIP) --upgrade pip
-	$(PIP) $(TORCH)
+	$(PIP) $(TORCH) $(TRT_RTX)
 	$(PIP) "scikit-build-core>=0.10" "pybind11>=2.12" cmake ninja
 	$(PIP) --no-build-isolation -e ".[train,export,tensorrt-rtx,bench,dev]"
 	touch $@
