@@ -5,6 +5,7 @@
 #   2. pytest tests/runtime/test_ops_cuda.py tests/runtime/test_gpu_path.py tests/runtime/test_tensorrt_backend.py -rs;
 #   3. benchmarks/bench_kernels.py (its CUDA cases need CuPy or torch with CUDA);
 #   4. builds a small engine from a hand-made ONNX graph and runs `edgeseg bench` on it (JSON);
+#      then fcn8s_resnet18 engines with in-graph ArgMax (TensorRT's TopK) vs logits + our CUDA (upsample-)argmax;
 #   5. prints a VERDICT block: does TensorRT(-RTX) deserialise and run an engine on this GPU, and at what compute
 #      capability. TensorRT-RTX's support matrix names RTX-class GPUs (compute capability 8.x / 12.x); an H100 is 9.0,
 #      so the outcome there is recorded as seen, not assumed.
@@ -111,6 +112,40 @@ if [ -f /tmp/edgeseg_gpu_check/pixel.engine ]; then
     run "$PY" -m edgeseg bench /tmp/edgeseg_gpu_check/pixel.onnx --json "$RESULTS/bench_onnx.json" \
         --frame-size 720 1280 --min-seconds 3
 fi
+
+step "in-graph ArgMax (TensorRT TopK) vs logits + our CUDA argmax: fcn8s_resnet18, 19 classes, 512x1024 input"
+run "$PY" - "$RESULTS" <<'EOF'
+import json, subprocess, sys
+from pathlib import Path
+sys.path.insert(0, ".")
+results, work = Path(sys.argv[1]), Path("/tmp/edgeseg_gpu_check/argmax")
+work.mkdir(parents=True, exist_ok=True)
+try:
+    import torch
+    from edgeseg.config import make_meta
+    from edgeseg.export.pipeline import export_model
+    from edgeseg.models import build_model
+    from edgeseg.training.checkpoint import save_checkpoint
+
+    torch.manual_seed(0)
+    meta = make_meta("fcn8s_resnet18", [f"c{i}" for i in range(19)], (512, 1024))
+    ckpt = save_checkpoint(work / "random.pt", build_model("fcn8s_resnet18", num_classes=19).eval(), meta)
+    out = {}
+    for name, options in (("logits_kernel_argmax", {}), ("ingraph_argmax_topk", {"argmax": True}),
+                          ("lowres_kernel_upsample_argmax", {"lowres": True})):
+        exported = export_model(ckpt, work / name, engine=True, progress=False, **options)
+        bench = results / f"bench_{name}.json"
+        subprocess.run([sys.executable, "-m", "edgeseg", "bench", exported["engines"]["fp32"], "--json", str(bench),
+                        "--frame-size", "1080", "1920", "--min-seconds", "3"], check=True)
+        out[name] = json.loads(bench.read_text())["stages"]
+    (results / "argmax_topk_vs_kernel.json").write_text(json.dumps(out, indent=2))
+    for name, stages in out.items():
+        print(f"{name:32s} infer p50 {stages['infer']['latency_ms_p50']:.3f} ms  "
+              f"postprocess p50 {stages['postprocess']['latency_ms_p50']:.3f} ms  "
+              f"frame p50 {stages['frame']['latency_ms_p50']:.3f} ms")
+except Exception as exc:  # a GPU run records what failed and goes on to the verdict
+    print(f"argmax comparison failed: {type(exc).__name__}: {exc}")
+EOF
 
 step "VERDICT"
 "$PY" - "$RESULTS" <<'EOF' | tee -a "$LOG"
