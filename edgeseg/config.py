@@ -9,7 +9,7 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
-from edgeseg.errors import ModelFileError
+from edgeseg.errors import ConfigError, ModelFileError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -19,6 +19,17 @@ IGNORE_INDEX = 255  # every dataset maps its void/unlabelled id to this
 META_KEY = "edgeseg"
 INPUT_FORMATS = ("float_nchw_rgb", "uint8_nhwc_bgr")
 OUTPUT_FORMATS = ("logits", "classmap")
+
+
+def size_hw(value: Any, name: str = "size", minimum: int = 1) -> tuple[int, int]:
+    """Parse a (height, width) pair of ints >= minimum, or raise ConfigError naming the option."""
+    try:
+        h, w = (int(v) for v in value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name} must be (height, width), got {value!r}") from exc
+    if h < minimum or w < minimum:
+        raise ConfigError(f"{name} must be at least {minimum}x{minimum}, got (H, W) = {(h, w)}")
+    return h, w
 
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:

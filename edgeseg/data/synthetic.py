@@ -21,7 +21,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.config import IGNORE_INDEX
+from edgeseg.config import IGNORE_INDEX, size_hw
 from edgeseg.data.base import DatasetInfo, Sample, SegmentationDataset
 from edgeseg.errors import ConfigError, EdgeSegError
 
@@ -42,13 +42,7 @@ _BLOTCH_NOISE = np.array([4, 6, 6, 8, 30, 2, 4, 2], np.float32)
 
 
 def _check_size(size: tuple[int, int]) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in size)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"size must be (height, width), got {size!r}") from exc
-    if h < 32 or w < 32:
-        raise ConfigError(f"synthetic scenes need at least 32x32 pixels, got (H, W) = {(h, w)}")
-    return h, w
+    return size_hw(size, "synthetic scene size", minimum=32)
 
 
 def _rng(seed: int, stream: str, index: int) -> np.random.Generator:

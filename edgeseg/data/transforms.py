@@ -10,20 +10,14 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from edgeseg.config import IGNORE_INDEX
+from edgeseg.config import IGNORE_INDEX, size_hw
 from edgeseg.errors import ConfigError
 
 _LABEL_INTERP = cv2.INTER_NEAREST_EXACT
 
 
 def _size(out_size) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in out_size)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"out_size must be (height, width), got {out_size!r}") from exc
-    if h < 1 or w < 1:
-        raise ConfigError(f"out_size must be positive, got {out_size!r}")
-    return h, w
+    return size_hw(out_size, "out_size")
 
 
 def _resize(image: np.ndarray, label: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

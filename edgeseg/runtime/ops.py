@@ -24,6 +24,7 @@ from typing import Any, NamedTuple, Sequence
 
 import numpy as np
 
+from edgeseg.config import size_hw
 from edgeseg.errors import BackendUnavailableError, ConfigError, DataError
 from edgeseg.runtime import ops_reference as _ref
 
@@ -86,13 +87,7 @@ def _describe(x: Any) -> str:
 
 
 def _size2(value: Any, name: str) -> tuple[int, int]:
-    try:
-        h, w = (int(v) for v in value)
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"{name} must be (height, width), got {value!r}") from exc
-    if h < 1 or w < 1:
-        raise ConfigError(f"{name} must be positive, got {(h, w)}")
-    return h, w
+    return size_hw(value, name)
 
 
 def _triple(value: Any, name: str) -> tuple[float, float, float]:
