@@ -12,6 +12,7 @@ from typing import Any
 from edgeseg._optional import require
 from edgeseg.config import ModelMeta
 from edgeseg.errors import ModelFileError
+from edgeseg.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint"
 CHECKPOINT_VERSION = 1
@@ -37,16 +38,8 @@ def save_checkpoint(path: str | Path, model: Any, meta: ModelMeta, **state: Any)
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint dict safely (weights_only=True) and check it is ours."""
-    torch = require("torch", "loading a checkpoint")
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"checkpoint {path} does not exist")
-    try:
-        payload = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated, corrupt or unsafe (pickled code) files
-        raise ModelFileError(
-            f"checkpoint {path} could not be loaded safely (weights_only=True): {type(exc).__name__}: {exc}"
-        ) from exc
+    payload = load_torch_file(path, "checkpoint")
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path} is not an EdgeSeg checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
     if "state_dict" not in payload or "meta" not in payload:

@@ -56,7 +56,7 @@ def test_load_pretrained_round_trip_ignores_classifier(tmp_path) -> None:
 def test_load_pretrained_errors_name_the_file(tmp_path) -> None:
     backbone = MobileNetV3Large()
     missing = tmp_path / "nope.pth"
-    with pytest.raises(ModelFileError, match="nope.pth do not exist"):
+    with pytest.raises(ModelFileError, match="nope.pth does not exist"):
         backbone.load_pretrained(missing)
     garbled = tmp_path / "garbled.pth"
     garbled.write_bytes(b"truncated: not a torch file")

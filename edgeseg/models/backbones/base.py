@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from edgeseg.errors import ModelFileError
+from edgeseg.torch_files import load_torch_file
 
 FEATURE_STRIDES = (8, 16, 32)
 
@@ -37,14 +38,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     'module.' prefix.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ModelFileError(f"backbone weights {path} do not exist (pass a local state_dict file; nothing downloads)")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for truncated, corrupt or unsafe (pickled code) files
-        raise ModelFileError(
-            f"backbone weights {path} could not be loaded safely (weights_only=True): {type(exc).__name__}: {exc}"
-        ) from exc
+    obj = load_torch_file(path, "backbone weights", " (pass a local state_dict file; nothing downloads)")
     if isinstance(obj, Mapping):
         for key in ("state_dict", "model"):
             if isinstance(obj.get(key), Mapping):
