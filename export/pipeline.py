@@ -63,6 +63,10 @@ def export_model(
         uint8_input=uint8_input or None, lowres=lowres or None, workspace_mb=workspace_mb, fp16_io=fp16_io or None,
         **int8_options,
     )
+    if "int8" in precisions:  # an unreadable calibration source fails before anything is written
+        from edgeseg.export.frames import iter_frames
+
+        next(iter_frames(calib, limit=1))
     if engine:  # fail before the slow steps when no TensorRT flavour is importable
         from edgeseg.runtime.backends.tensorrt import import_trt
 

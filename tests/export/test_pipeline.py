@@ -128,3 +128,13 @@ def test_int8_cpu_target_is_onnxruntime_recipe_and_refuses_engines(tiny_ckpt, tm
         engine_from_onnx(result["onnx"]["int8"], tmp_path / "x.engine")
     with pytest.raises(ConfigError, match="int8-target cpu"):
         export_model(tiny_ckpt, tmp_path / "e", precisions=("int8",), calib=image_dir, int8_target="cpu", engine=True)
+
+
+def test_unreadable_calibration_source_fails_before_anything_is_written(tiny_ckpt, tmp_path):
+    from edgeseg.errors import DataError
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(DataError, match="no readable frames"):
+        export_model(tiny_ckpt, tmp_path / "out", precisions=("fp32", "int8"), calib=empty)
+    assert not (tmp_path / "out").exists()
