@@ -6,7 +6,7 @@ The runtime reads it back and never asks the user to repeat input size, mean/std
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Sequence
 
 from edgeseg.errors import ConfigError, ModelFileError
@@ -47,6 +47,14 @@ def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
     return palette
 
 
+PRECISIONS = ("fp32", "fp16", "int8")
+INT8_TARGETS = ("tensorrt", "cpu")
+
+
+def _shape(value: Any) -> tuple[int, ...]:
+    return tuple(int(v) for v in value)
+
+
 @dataclass(frozen=True)
 class ModelMeta:
     """What a model file needs to be used correctly: input size, normalisation, classes, colours, output stride.
@@ -54,6 +62,8 @@ class ModelMeta:
     `input_size` is (H, W) the model was trained/exported at. Frames are RGB in [0, 1] normalised by mean/std.
     `output_stride` is 1 when the model outputs full-resolution logits, 8/16/32 when the graph stops before the
     FCN's fixed bilinear upsampling (the runtime then interpolates and takes the argmax in one pass).
+    Every field is typed and validated here, once; `to_dict`/`from_dict` round-trip it (the field defaults are
+    the only defaults). `extra` holds free-form notes nothing reads back.
     """
 
     model_name: str
@@ -68,6 +78,12 @@ class ModelMeta:
     input_format: str = "float_nchw_rgb"  # or "uint8_nhwc_bgr" (--uint8-input: normalisation is in the graph)
     output_format: str = "logits"  # or "classmap" (--argmax: the graph ends in ArgMax)
     precision: str = "fp32"  # fp32 | fp16 | int8: what the graph really computes in
+    # (min, opt, max) NCHW input shapes of a dynamic graph (--dynamic), reused as the engine's optimisation profile.
+    dynamic_shapes: tuple[tuple[int, ...], ...] | None = None
+    # How the ONNX export compared with PyTorch (export.parity.ParityReport.to_dict()).
+    parity: dict[str, Any] | None = None
+    # INT8 only: the recipe (target tensorrt|cpu, calibration method and frames, layers kept in float).
+    quantization: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -77,16 +93,38 @@ class ModelMeta:
             raise ModelFileError(
                 f"model metadata has {len(self.classes)} classes but {len(self.palette)} palette colours"
             )
+        if any(len(c) != 3 or not all(0 <= v <= 255 for v in c) for c in self.palette):
+            raise ModelFileError("model metadata palette colours must be (R, G, B) triples in 0..255")
         if len(self.input_size) != 2 or min(self.input_size) < 1:
             raise ModelFileError(f"model metadata input_size must be (H, W) > 0, got {self.input_size}")
+        if len(self.mean) != 3 or len(self.std) != 3 or 0.0 in self.std:
+            raise ModelFileError(f"model metadata mean/std must be 3 numbers (std non-zero), got {self.mean}, {self.std}")
+        if self.output_stride < 1:
+            raise ModelFileError(f"model metadata output_stride must be >= 1, got {self.output_stride}")
         if self.input_format not in INPUT_FORMATS:
             raise ModelFileError(f"model metadata input_format {self.input_format!r} is not one of {INPUT_FORMATS}")
         if self.output_format not in OUTPUT_FORMATS:
             raise ModelFileError(f"model metadata output_format {self.output_format!r} is not one of {OUTPUT_FORMATS}")
+        if self.precision not in PRECISIONS:
+            raise ModelFileError(f"model metadata precision {self.precision!r} is not one of {PRECISIONS}")
+        if self.output_format == "classmap" and self.output_stride != 1:
+            raise ModelFileError("model metadata: an in-graph argmax (classmap) output has output_stride 1")
+        if self.dynamic_shapes is not None and (
+            len(self.dynamic_shapes) != 3 or any(len(s) != 4 for s in self.dynamic_shapes)
+        ):
+            raise ModelFileError(f"model metadata dynamic_shapes must be 3 NCHW shapes, got {self.dynamic_shapes}")
+        target = (self.quantization or {}).get("target")
+        if target is not None and target not in INT8_TARGETS:
+            raise ModelFileError(f"model metadata quantization target {target!r} is not one of {INT8_TARGETS}")
 
     @property
     def num_classes(self) -> int:
         return len(self.classes)
+
+    @property
+    def int8_target(self) -> str | None:
+        """'tensorrt' or 'cpu' for INT8 graphs, None otherwise."""
+        return (self.quantization or {}).get("target") if self.precision == "int8" else None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,23 +139,34 @@ class ModelMeta:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "ModelMeta":
+        """Parse and validate; keys absent from `data` take the field defaults (the only place defaults live)."""
+        converters = {
+            "model_name": str,
+            "classes": lambda v: tuple(str(c) for c in v),
+            "palette": lambda v: tuple(_shape(colour) for colour in v),
+            "input_size": lambda v: (int(v[0]), int(v[1])) if len(v) == 2 else _shape(v),
+            "mean": lambda v: tuple(float(x) for x in v),
+            "std": lambda v: tuple(float(x) for x in v),
+            "ignore_index": int,
+            "output_stride": int,
+            "input_format": str,
+            "output_format": str,
+            "precision": str,
+            "dynamic_shapes": lambda v: None if v is None else tuple(_shape(s) for s in v),
+            "parity": lambda v: None if v is None else dict(v),
+            "quantization": lambda v: None if v is None else dict(v),
+            "extra": dict,
+        }
+        if not isinstance(data, dict):
+            raise ModelFileError(f"model metadata must be a JSON object, got {type(data).__name__}")
+        unknown = sorted(set(data) - {f.name for f in fields(cls)})
+        if unknown:
+            raise ModelFileError(f"model metadata has unknown keys {unknown} (written by a newer EdgeSeg?)")
         try:
-            return cls(
-                model_name=str(data["model_name"]),
-                classes=tuple(str(c) for c in data["classes"]),
-                palette=tuple(tuple(int(v) for v in colour) for colour in data["palette"]),  # type: ignore[misc]
-                input_size=(int(data["input_size"][0]), int(data["input_size"][1])),
-                mean=tuple(float(v) for v in data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
-                std=tuple(float(v) for v in data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
-                ignore_index=int(data.get("ignore_index", IGNORE_INDEX)),
-                output_stride=int(data.get("output_stride", 1)),
-                input_format=str(data.get("input_format", "float_nchw_rgb")),
-                output_format=str(data.get("output_format", "logits")),
-                precision=str(data.get("precision", "fp32")),
-                extra=dict(data.get("extra", {})),
-            )
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise ModelFileError(f"model metadata is incomplete or malformed: {exc!r}") from exc
+            kwargs = {name: converters[name](value) for name, value in data.items()}
+            return cls(**kwargs)
+        except (TypeError, ValueError, IndexError) as exc:
+            raise ModelFileError(f"model metadata is incomplete or malformed: {exc}") from exc
 
     @classmethod
     def from_json(cls, text: str) -> "ModelMeta":

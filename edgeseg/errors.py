@@ -29,3 +29,14 @@ class ExportError(EdgeSegError):
 
 class SourceError(EdgeSegError):
     """A video source could not be opened or was lost."""
+
+
+class CudaError(EdgeSegError):
+    """A CUDA runtime call or kernel launch failed; the message names the call and CUDA's error string.
+
+    The one CUDA error class: cuda-python / pycuda failures (edgeseg.runtime.gpu) and edgeseg._C's kernel launches
+    (mapped in edgeseg.runtime.ops) both raise it, so the CLI reports them like any other EdgeSegError."""
+
+
+class OutputPathError(EdgeSegError):
+    """An output path is unwritable, clashes with an input, or would replace something that must not be replaced."""

@@ -39,18 +39,18 @@ def engine_from_onnx(
     """Build a serialized engine from an EdgeSeg ONNX file and write it with its sidecar; returns the engine path.
 
     `profile` = (min, opt, max) shapes as (N, 3, H, W) (also for graphs with a uint8 NHWC 'frame' input); default:
-    the shapes the ONNX was exported with (meta.extra['dynamic']), or its static shape. `flavour` 'auto' uses
+    the shapes the ONNX was exported with (meta.dynamic_shapes), or its static shape. `flavour` 'auto' uses
     `tensorrt` when importable, else `tensorrt_rtx`. ExportError on unsupported ops or a failed build.
     """
     onnx_path, engine_path = Path(onnx_path), Path(engine_path)
     meta = get_meta(load_onnx(onnx_path), where=str(onnx_path))
-    if meta.extra.get("int8", {}).get("target") == "cpu":
+    if meta.int8_target == "cpu":
         raise ExportError(f"{onnx_path.name} is the CPU INT8 variant (unsigned asymmetric activations for ONNX Runtime); "
                           "TensorRT needs symmetric signed INT8: export with --int8-target tensorrt for engines")
     if workspace_mb is not None and workspace_mb < 1:
         raise ConfigError(f"workspace_mb must be a positive number of MiB, got {workspace_mb}")
-    if profile is None and "dynamic" in meta.extra:
-        profile = [meta.extra["dynamic"][k] for k in ("min", "opt", "max")]
+    if profile is None and meta.dynamic_shapes is not None:
+        profile = meta.dynamic_shapes
     shapes = check_dynamic(profile)
     trt, flavour = import_trt(flavour)
     log.info("building a %s %s engine (%s) from %s", flavour, trt.__version__, meta.precision, onnx_path.name)

@@ -11,7 +11,7 @@ chains; on the 2-core Xeon here it runs FCN-8s about 3x faster than FP32 where t
 It is not for TensorRT, which needs symmetric signed INT8: building an engine from it is refused.
 
 `sensitivity_top_k=k` quantizes one layer at a time, measures argmax agreement with FP32 on calibration frames
-and keeps the k most damaging layers in float (their names are recorded in meta.extra['int8']).
+and keeps the k most damaging layers in float (their names are recorded in meta.quantization).
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ def qdq_from_onnx(
         raise ExportError("qdq_from_onnx needs the FP32 float-input model (quantize before add_uint8_input/fp16), "
                           f"got precision {meta.precision!r}, input {meta.input_format!r}")
     input_name = model.graph.input[0].name
-    size = tuple(meta.extra["dynamic"]["opt"][2:]) if "dynamic" in meta.extra else meta.input_size
+    size = tuple(meta.dynamic_shapes[1][2:]) if meta.dynamic_shapes else meta.input_size
     batches = _calibration_batches(calib_frames, meta, size, num_frames, progress)
 
     excluded = list(exclude_nodes)
@@ -112,7 +112,7 @@ def qdq_from_onnx(
     _check_weight_axes(onnx, quantized)
     info = {"calib_method": method, "calib_frames": len(batches), "excluded_nodes": sorted(set(excluded)),
             "sensitivity": sensitivity, "target": target}
-    set_meta(quantized, meta.replace(precision="int8", extra={**meta.extra, "int8": info}))
+    set_meta(quantized, meta.replace(precision="int8", quantization=info))
     return save_onnx(quantized, dst)
 
 

@@ -65,13 +65,13 @@ def onnx_from_torch(
     """Export `model` to ONNX at `path` (input 'input' N,3,H,W float32 -> output 'logits'), checked before writing.
 
     `dynamic` = (min, opt, max) (N, 3, H, W) shapes: axes that differ become dynamic, and the ModelMeta records them
-    (extra['dynamic']) so an engine build can reuse them as its optimisation profile. `lowres` exports
+    (meta.dynamic_shapes) so an engine build can reuse them as its optimisation profile. `lowres` exports
     `model.forward_lowres` (logits at stride model.output_stride; the runtime upsamples). `sample` is an optional
     BGR uint8 frame for the real-looking parity input (otherwise a synthetic one is used).
 
     The graph is run with ONNX Runtime CPU against PyTorch on a random and a real-looking input at every shape of
     interest; ExportError if argmax agreement < 99.9% or max abs error > atol + rtol * max|logits|. Only then is the
-    file written (atomically), with the ParityReport in its metadata (meta.extra['parity_vs_torch']). Returns the path.
+    file written (atomically), with the ParityReport in its metadata (meta.parity). Returns the path.
     """
     torch = require("torch", "exporting to ONNX")
     onnx = require("onnx", "exporting to ONNX")
@@ -95,14 +95,10 @@ def onnx_from_torch(
             raise ConfigError(f"lowres export needs model.output_stride (8/16/32); {type(model).__name__} has {stride}")
         module = _lowres_module(torch, model)
 
-    extra = dict(meta.extra)
-    if shapes:
-        extra["dynamic"] = {"min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])}
-    else:
-        extra.pop("dynamic", None)
     out_meta = meta.replace(
         input_size=(height, width), output_stride=stride, precision="fp32",
-        input_format="float_nchw_rgb", output_format="logits", extra=extra,
+        input_format="float_nchw_rgb", output_format="logits",
+        dynamic_shapes=[list(s) for s in shapes] if shapes else None, parity=None, quantization=None,
     )
 
     was_training = model.training
@@ -138,7 +134,7 @@ def onnx_from_torch(
     finally:
         model.train(was_training)
     log.info("ONNX parity vs PyTorch: %s", report.summary())
-    set_meta(onnx_model, out_meta.replace(extra={**out_meta.extra, "parity_vs_torch": report.to_dict()}))
+    set_meta(onnx_model, out_meta.replace(parity=report.to_dict()))
     return save_onnx(onnx_model, path)
 
 

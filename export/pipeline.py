@@ -80,7 +80,7 @@ def export_model(
     fp32_path = onnx_from_torch(model, meta, out_dir / "model.onnx", input_size=input_size, dynamic=dynamic,
                                 lowres=lowres)
     base = load_onnx(fp32_path)  # float input, logits output: every precision starts from it
-    parity = get_meta(base).extra.get("parity_vs_torch")
+    parity = get_meta(base).parity
     log.info("FP32 ONNX %s", fp32_path)
 
     onnx_paths: dict[str, Path] = {"fp32": fp32_path}  # always: the reference for the report

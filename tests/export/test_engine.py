@@ -67,7 +67,7 @@ def test_dynamic_graph_without_profile(tmp_path, variants):
     from edgeseg.config import ModelMeta
 
     meta = ModelMeta.from_json(meta_prop.value)
-    set_meta(model, meta.replace(extra={}))  # forget the recorded profile
+    set_meta(model, meta.replace(dynamic_shapes=None))  # forget the recorded profile
     path = save_onnx(model, tmp_path / "noprofile.onnx")
     with pytest.raises(ConfigError, match="give a profile"):
         engine_from_onnx(path, tmp_path / "x.engine", flavour="tensorrt_rtx")

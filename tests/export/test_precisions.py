@@ -55,7 +55,7 @@ def test_int8_graph_has_qdq_around_convs(int8_onnx):
         zero = next(t for t in model.graph.initializer if t.name == act.input[2])
         assert zero.data_type == onnx.TensorProto.INT8 and not np.any(onnx.numpy_helper.to_array(zero))  # symmetric
     meta = read_meta(int8_onnx)
-    assert meta.precision == "int8" and meta.extra["int8"]["calib_frames"] == 6
+    assert meta.precision == "int8" and meta.quantization["calib_frames"] == 6
 
 
 def test_int8_agrees_reasonably_with_fp32(fp32_onnx, int8_onnx, frames, run_onnx):
@@ -67,7 +67,7 @@ def test_int8_agrees_reasonably_with_fp32(fp32_onnx, int8_onnx, frames, run_onnx
 def test_int8_keep_head_float_and_sensitivity(tmp_path, fp32_onnx, frames):
     path = qdq_from_onnx(fp32_onnx, tmp_path / "q.onnx", frames, method="minmax", keep_head_float=True,
                          sensitivity_top_k=1, progress=False)
-    info = read_meta(path).extra["int8"]
+    info = read_meta(path).quantization
     assert {"/classifier/Conv", "/up/ConvTranspose"} <= set(info["excluded_nodes"])
     assert len(info["excluded_nodes"]) == 3 and len(info["sensitivity"]) == 2
     model = onnx.load(str(path))
@@ -92,7 +92,7 @@ def test_int8_calib_from_video(tmp_path, fp32_onnx, frames):
         writer.write(frame)
     writer.release()
     path = qdq_from_onnx(fp32_onnx, tmp_path / "q.onnx", video, num_frames=4, progress=False)
-    assert read_meta(path).extra["int8"]["calib_frames"] == 4
+    assert read_meta(path).quantization["calib_frames"] == 4
 
 
 def test_fp16_refuses_non_fp32(fp16_onnx, tmp_path):

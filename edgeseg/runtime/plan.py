@@ -1,0 +1,162 @@
+"""The processing plan: every step a frame goes through around the graph, built once from a model's ModelMeta.
+
+This is the one home of EdgeSeg's pre- and post-processing. A plan says what the graph takes (layout, dtype, size),
+what it already does (uint8 input with in-graph normalisation, in-graph argmax, low-resolution logits) and so what
+is left to do on each side:
+
+    frame (BGR uint8, any size)
+      -> resize to input_size (bilinear, cv2 INTER_LINEAR convention)
+      -> [float graphs] RGB, /255, (x - mean) / std, NCHW          ([uint8 graphs] NHWC BGR, normalised in-graph)
+      -> graph
+      -> [logits] argmax  | [lowres logits] bilinear x stride + crop + argmax in one pass | [classmap] as is
+      -> uint8 mask at input_size
+      -> outputs: mask at frame size (nearest), overlay (nearest inside the blend), colour mask
+
+The CPU executor is this module (`preprocess`, `postprocess`, `render`), running edgeseg.runtime.ops' C++ kernels.
+The GPU executor (TensorRT's device path) runs the same steps with the CUDA kernels, reading the same plan. Every
+consumer (Segmenter, the accuracy report, the torch predictor, calibration, `bench`) goes through a plan, so when
+two paths are compared the backend is the only difference.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+import cv2
+import numpy as np
+
+from edgeseg.config import ModelMeta
+from edgeseg.errors import ConfigError, DataError
+from edgeseg.runtime import ops
+
+# The stages one inference call is timed in, everywhere (Segmenter, TensorRT device path, bench, pipeline stats).
+STAGES = ("preprocess", "infer", "postprocess")
+# What render() can make from a frame and its mask.
+OUTPUTS = ("mask", "overlay", "color")
+
+
+def check_frame(frame: Any, index: int = 0) -> np.ndarray:
+    """A BGR uint8 (H, W, 3) non-empty array, or DataError naming the frame and what it was."""
+    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        got = getattr(frame, "shape", type(frame).__name__), getattr(frame, "dtype", "")
+        raise DataError(f"frame {index} must be a BGR uint8 HxWx3 array, got {got}")
+    if frame.shape[0] < 1 or frame.shape[1] < 1:
+        raise DataError(f"frame {index} is empty (shape {frame.shape})")
+    return frame
+
+
+@dataclass(frozen=True)
+class ProcessingPlan:
+    """What happens to a frame before and after the graph; see the module docstring."""
+
+    input_size: tuple[int, int]  # (H, W) the graph takes
+    input_dtype: np.dtype  # float32 / float16 (NCHW RGB, normalised) or uint8 (NHWC BGR, normalised in-graph)
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    output: str  # "logits" (full-res), "lowres" (logits at input_size / stride) or "classmap" (in-graph argmax)
+    output_stride: int
+    palette_bgr: np.ndarray  # (K, 3) uint8
+
+    @classmethod
+    def from_meta(cls, meta: ModelMeta, input_dtype: Any = None) -> "ProcessingPlan":
+        """The plan for a model. `input_dtype` is the graph input's dtype when the backend knows it (fp16 I/O)."""
+        uint8_input = meta.input_format == "uint8_nhwc_bgr"
+        dtype = np.dtype(np.uint8 if uint8_input else (input_dtype if input_dtype is not None else np.float32))
+        if uint8_input != (dtype == np.uint8) or dtype not in (np.uint8, np.float32, np.float16):
+            raise ConfigError(f"the graph's input dtype {dtype} does not fit its metadata input_format "
+                              f"{meta.input_format!r}")
+        if meta.output_format == "classmap":
+            output = "classmap"
+        else:
+            output = "lowres" if meta.output_stride > 1 else "logits"
+        palette = np.ascontiguousarray(np.asarray(meta.palette, dtype=np.uint8)[:, ::-1])
+        return cls(tuple(meta.input_size), dtype, tuple(meta.mean), tuple(meta.std), output,  # type: ignore[arg-type]
+                   int(meta.output_stride), palette)
+
+    # ----- facts the executors read ------------------------------------------------------------------------------
+    @property
+    def normalize_in_graph(self) -> bool:
+        return self.input_dtype == np.uint8
+
+    @property
+    def argmax_in_graph(self) -> bool:
+        return self.output == "classmap"
+
+    def input_shape(self, batch: int) -> tuple[int, int, int, int]:
+        height, width = self.input_size
+        return (batch, height, width, 3) if self.normalize_in_graph else (batch, 3, height, width)
+
+    # ----- CPU executor --------------------------------------------------------------------------------------------
+    def preprocess(self, frames: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
+        """Frames -> the graph's input batch (into `out` when given; its shape and dtype must match)."""
+        for index, frame in enumerate(frames):
+            check_frame(frame, index)
+        shape = self.input_shape(len(frames))
+        if out is None:
+            out = np.empty(shape, self.input_dtype)
+        elif out.shape != shape or out.dtype != self.input_dtype:
+            raise ConfigError(f"preprocess out= must be {shape} {self.input_dtype}, got {out.shape} {out.dtype}")
+        height, width = self.input_size
+        for index, frame in enumerate(frames):
+            if self.normalize_in_graph:  # the graph normalises: resize only
+                cv2.resize(frame, (width, height), dst=out[index], interpolation=cv2.INTER_LINEAR)
+            else:
+                ops.preprocess(np.ascontiguousarray(frame) if not _rows_contiguous(frame) else frame,
+                               (height, width), self.mean, self.std, dtype=self.input_dtype,
+                               out=out[index : index + 1])
+        return out
+
+    def postprocess(self, output: np.ndarray) -> list[np.ndarray]:
+        """The graph's output batch -> uint8 masks at input_size, each a new array the caller owns."""
+        output = np.asarray(output)
+        if self.output == "classmap":
+            if output.ndim != 3:
+                raise DataError(f"a classmap graph must output (N, H, W), got {output.shape}")
+            return [np.array(one, dtype=np.uint8, copy=True) for one in output]
+        if output.ndim != 4:
+            raise DataError(f"a logits graph must output (N, C, H, W), got {output.shape}")
+        if self.output == "lowres":
+            return [ops.upsample_argmax(np.ascontiguousarray(one), self.input_size, self.output_stride)
+                    for one in output]
+        return [ops.argmax(np.ascontiguousarray(one)) for one in output]
+
+    # ----- outputs ---------------------------------------------------------------------------------------------------
+    @staticmethod
+    def mask_to_frame(mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+        """The mask at a frame's (H, W), nearest neighbour (the same rule the overlay kernel uses)."""
+        height, width = int(size_hw[0]), int(size_hw[1])
+        if mask.shape == (height, width):
+            return mask
+        return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
+
+    def colorize(self, mask: np.ndarray) -> np.ndarray:
+        return ops.colorize(mask, self.palette_bgr)
+
+    def overlay(self, frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+        """Colours blended over the frame; the mask may be at model size (the kernel resizes it, nearest)."""
+        return ops.overlay(frame, mask, self.palette_bgr, alpha)
+
+    def render(self, frame: np.ndarray, mask: np.ndarray, outputs: Iterable[str], alpha: float = 0.5
+               ) -> dict[str, np.ndarray]:
+        """The requested outputs at the frame's size by their cheapest correct route: the overlay blends the
+        model-size mask directly (its kernel samples nearest), and the mask is resized once, only when the mask or
+        the colour mask is asked for (colouring after the resize, so the colours are exactly the palette's)."""
+        wanted = set(outputs)
+        unknown = wanted - set(OUTPUTS)
+        if unknown:
+            raise ConfigError(f"unknown output(s) {sorted(unknown)}; choose from {OUTPUTS}")
+        result: dict[str, np.ndarray] = {}
+        if "overlay" in wanted:
+            result["overlay"] = self.overlay(frame, mask, alpha)
+        if wanted & {"mask", "color"}:
+            full = self.mask_to_frame(mask, frame.shape[:2])
+            if "mask" in wanted:
+                result["mask"] = full
+            if "color" in wanted:
+                result["color"] = self.colorize(full)
+        return result
+
+
+def _rows_contiguous(frame: np.ndarray) -> bool:
+    return frame.strides[2] == 1 and frame.strides[1] == 3
