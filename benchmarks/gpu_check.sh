@@ -80,7 +80,7 @@ try:
         verdict["compute_capability"] = f"{props.major}.{props.minor}"
     from tests.runtime.onnx_graphs import random_scene, write_pixel_classifier
     from edgeseg.export.engine import engine_from_onnx
-    from edgeseg.runtime.backends.tensorrt import import_trt
+    from edgeseg.runtime.trt_flavours import import_trt
     from edgeseg.runtime.segmenter import Segmenter
 
     trt, flavour = import_trt("auto")

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -16,6 +17,61 @@ from edgeseg.metrics import MetricAccumulator, SegmentationScores
 PredictFn = Callable[[Sequence[np.ndarray]], list]
 
 
+@dataclass
+class Comparison:
+    """Scores of several predictors on the same images, and how often each agrees with a reference predictor."""
+
+    scores: dict[str, SegmentationScores]
+    agreement: dict[str, float]  # fraction of pixels (at model resolution) equal to the reference's
+    images: int
+
+
+def evaluate_many(
+    predictors: Mapping[str, PredictFn],
+    dataset: Any,
+    class_names: Sequence[str],
+    *,
+    reference: str | None = None,
+    limit: int | None = None,
+    progress: bool = True,
+) -> Comparison:
+    """The one evaluation loop: each image of `dataset` through every predictor, masks scored at the labels' own
+    resolution (nearest resize, ProcessingPlan.mask_to_frame) and compared with `reference`'s at model resolution."""
+    from edgeseg.runtime.plan import ProcessingPlan
+
+    if len(class_names) != len(dataset.info.classes):
+        raise ConfigError(
+            f"the model has {len(class_names)} classes but the dataset has {len(dataset.info.classes)}: "
+            f"model {list(class_names)[:5]}..., data {list(dataset.info.classes)[:5]}..."
+        )
+    if limit is not None and limit < 1:
+        raise ConfigError(f"limit must be at least 1 image, got {limit}")
+    if reference is not None and reference not in predictors:
+        raise ConfigError(f"the reference {reference!r} is not among the predictors {list(predictors)}")
+    count = len(dataset) if limit is None else min(limit, len(dataset))
+    if count == 0:
+        raise DataError("the dataset has no images to evaluate on")
+    accumulators = {name: MetricAccumulator(class_names, dataset.info.ignore_index) for name in predictors}
+    agree = dict.fromkeys(predictors, 0)
+    pixels = 0
+    for index in tqdm(range(count), desc="eval", unit="img", disable=not progress, leave=False):
+        image_rgb, label = dataset[index]
+        frame = np.ascontiguousarray(image_rgb[:, :, ::-1])
+        masks = {name: predict([frame])[0] for name, predict in predictors.items()}
+        for name, mask in masks.items():
+            accumulators[name].update(label, ProcessingPlan.mask_to_frame(mask, label.shape))
+        if reference is not None:
+            ref = masks[reference]
+            pixels += ref.size
+            for name, mask in masks.items():
+                agree[name] += int(np.count_nonzero(mask == ref)) if mask.shape == ref.shape else 0
+    return Comparison(
+        scores={name: acc.scores() for name, acc in accumulators.items()},
+        agreement={name: agree[name] / pixels for name in predictors} if pixels else {},
+        images=count,
+    )
+
+
 def evaluate_predictor(
     predict: PredictFn,
     dataset: Any,
@@ -25,20 +81,7 @@ def evaluate_predictor(
     progress: bool = True,
 ) -> SegmentationScores:
     """Run `predict` on each image of `dataset` and score the masks at the labels' own resolution."""
-    if len(class_names) != len(dataset.info.classes):
-        raise ConfigError(
-            f"the model has {len(class_names)} classes but the dataset has {len(dataset.info.classes)}: "
-            f"model {list(class_names)[:5]}..., data {list(dataset.info.classes)[:5]}..."
-        )
-    accumulator = MetricAccumulator(class_names, dataset.info.ignore_index)
-    count = len(dataset) if limit is None else min(limit, len(dataset))
-    for index in tqdm(range(count), desc="eval", unit="img", disable=not progress, leave=False):
-        image_rgb, label = dataset[index]
-        mask = predict([np.ascontiguousarray(image_rgb[:, :, ::-1])])[0]
-        if mask.shape != label.shape:
-            mask = cv2.resize(mask, (label.shape[1], label.shape[0]), interpolation=cv2.INTER_NEAREST)
-        accumulator.update(label, mask)
-    return accumulator.scores()
+    return evaluate_many({"model": predict}, dataset, class_names, limit=limit, progress=progress).scores["model"]
 
 
 def evaluate_pred_dir(pred_dir: str | Path, dataset: Any, *, limit: int | None = None) -> SegmentationScores:

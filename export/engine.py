@@ -20,7 +20,8 @@ from typing import Any, Sequence
 from edgeseg.errors import ConfigError, ExportError
 from edgeseg.export.onnx_export import check_dynamic
 from edgeseg.export.onnx_io import get_meta, load_onnx, sha256_file
-from edgeseg.runtime.backends.tensorrt import SIDECAR_FORMAT, SIDECAR_VERSION, import_trt, sidecar_path
+from edgeseg.runtime.backends.tensorrt import SIDECAR_FORMAT, SIDECAR_VERSION, sidecar_path
+from edgeseg.runtime.trt_flavours import import_trt
 
 log = logging.getLogger(__name__)
 

@@ -68,7 +68,7 @@ def export_model(
 
         next(iter_frames(calib, limit=1))
     if engine:  # fail before the slow steps when no TensorRT flavour is importable
-        from edgeseg.runtime.backends.tensorrt import import_trt
+        from edgeseg.runtime.trt_flavours import import_trt
 
         import_trt(flavour)
     from edgeseg.export.onnx_export import onnx_from_torch

@@ -37,29 +37,14 @@ from edgeseg.config import ModelMeta
 from edgeseg.errors import BackendUnavailableError, ConfigError, DataError, EdgeSegError, ModelFileError
 from edgeseg.runtime import ops
 from edgeseg.runtime.backends.base import Backend, TensorSpec
+from edgeseg.runtime.trt_flavours import import_trt
 from edgeseg.runtime.gpu import BufferCache, CudaError, EventTimer, HostDevicePair, cuda_check
 
 log = logging.getLogger(__name__)
 
-FLAVOURS = ("tensorrt", "tensorrt_rtx")
 SIDECAR_FORMAT = "edgeseg-engine"
 SIDECAR_VERSION = 1
 NEEDS_GPU = "a .engine file needs an NVIDIA GPU and TensorRT; use the .onnx with ONNX Runtime instead"
-
-
-def import_trt(flavour: str = "auto") -> tuple[ModuleType, str]:
-    """(module, flavour name): `tensorrt` when importable, else `tensorrt_rtx` for 'auto'; or exactly the one asked."""
-    if flavour not in ("auto",) + FLAVOURS:
-        raise ConfigError(f"TensorRT flavour must be 'auto' or one of {FLAVOURS}, got {flavour!r}")
-    if flavour == "auto":
-        found = [f for f in FLAVOURS if is_available(f)]
-        if not found:
-            raise BackendUnavailableError(
-                "neither 'tensorrt' nor 'tensorrt_rtx' is importable: install TensorRT (JetPack ships it) "
-                "or `pip install tensorrt-rtx-cu13`"
-            )
-        flavour = found[0]
-    return require(flavour, f"TensorRT ({flavour})"), flavour
 
 
 def sidecar_path(engine_path: str | Path) -> Path:
