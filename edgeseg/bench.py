@@ -8,20 +8,23 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-STAGES = ("preprocess", "infer", "postprocess")
 
 
-def latency_summary(samples_ms: Sequence[float]) -> dict[str, float]:
-    """p50/p90/p99/mean in ms and the FPS of the median, keys carrying their units."""
+def latency_summary(samples_ms: Sequence[float]) -> dict[str, Any]:
+    """The one latency summary (bench, pipeline stats, kernel benchmarks): count, p50/p90/p99/mean/max in ms and
+    the FPS of the median, keys carrying their units. An empty sample says 'skipped' instead of reporting zeros."""
     values = np.asarray(samples_ms, dtype=np.float64)
+    if values.size == 0:
+        return {"count": 0, "skipped": True}
     p50, p90, p99 = np.percentile(values, [50, 90, 99])
     return {
+        "count": int(values.size),
         "latency_ms_p50": float(p50),
         "latency_ms_p90": float(p90),
         "latency_ms_p99": float(p99),
         "latency_ms_mean": float(values.mean()),
+        "latency_ms_max": float(values.max()),
         "fps_at_p50": float(1e3 / p50) if p50 > 0 else float("inf"),
-        "iterations": int(values.size),
     }
 
 

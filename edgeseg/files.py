@@ -21,6 +21,8 @@ from edgeseg.errors import OutputPathError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".ppm", ".pgm")
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".m4v", ".webm", ".mpg", ".mpeg", ".ts", ".h264", ".h265")
+# What `edgeseg run --out` writes: MP4-family containers (the writer uses an MP4 codec).
+WRITABLE_VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
 ONNX_SUFFIXES = (".onnx",)
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")

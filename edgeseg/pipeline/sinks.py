@@ -1,7 +1,7 @@
 """Where results go: an MP4 of overlays, a folder of mask PNGs, a display window (the JSON stats: Stats.write_json).
 
 Every sink leaves complete files behind when a run stops early: the MP4 is finalised by close() (VideoWriter
-release writes the index), and each PNG is written to a temporary name and renamed into place with os.replace.
+release writes the index), and each PNG is written with edgeseg.files.write_file (a temporary name renamed into place).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import ConfigError, EdgeSegError
+from edgeseg.files import WRITABLE_VIDEO_SUFFIXES, write_file
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".m4v", ".mov")
 DEFAULT_FPS = 30.0
 
 
@@ -32,8 +32,8 @@ class VideoSink:
 
     def __init__(self, path: str | os.PathLike[str], fps: float | None = None) -> None:
         self.path = Path(path)
-        if self.path.suffix.lower() not in VIDEO_SUFFIXES:
-            raise ConfigError(f"output video '{self.path}' must end in {'/'.join(VIDEO_SUFFIXES)} (codec mp4v)")
+        if self.path.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
+            raise ConfigError(f"output video '{self.path}' must end in {'/'.join(WRITABLE_VIDEO_SUFFIXES)} (codec mp4v)")
         self.fps = float(fps) if fps and fps > 0 else DEFAULT_FPS  # may be changed until the first frame
         self.frames_written = 0
         self.size_wh: tuple[int, int] | None = None
@@ -75,7 +75,7 @@ class VideoSink:
 
 
 class MaskSink:
-    """A folder of uint8 class-id PNGs, one per frame, each written atomically (tmp file + os.replace)."""
+    """A folder of uint8 class-id PNGs, one per frame, each written atomically (edgeseg.files.write_file)."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)
@@ -86,11 +86,7 @@ class MaskSink:
         ok, data = cv2.imencode(".png", mask)
         if not ok:
             raise EdgeSegError(f"could not encode mask '{name}' as PNG (shape {mask.shape}, dtype {mask.dtype})")
-        path = self.folder / f"{name}.png"
-        tmp = self.folder / f".{name}.png.{os.getpid()}.tmp"
-        with open(tmp, "wb") as handle:
-            handle.write(data.tobytes())
-        os.replace(tmp, path)
+        path = write_file(self.folder / f"{name}.png", data.tobytes())
         self.written += 1
         return path
 

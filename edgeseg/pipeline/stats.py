@@ -18,9 +18,13 @@ from typing import Any
 
 import numpy as np
 
+from edgeseg.bench import latency_summary
+from edgeseg.files import write_file
+from edgeseg.runtime.plan import STAGES as PLAN_STAGES
+
 # The stages the pipeline times, in the order a frame goes through them. preprocess/infer/postprocess come from
 # Segmenter.stage_ms and are per predict() call (one batch); the others are per frame.
-STAGES = ("capture_wait", "preprocess", "infer", "postprocess", "write", "end_to_end")
+STAGES = ("capture_wait", *PLAN_STAGES, "write", "end_to_end")
 
 
 class LatencyReservoir:
@@ -58,15 +62,10 @@ class LatencyReservoir:
         with self._lock:
             if self.count == 0:
                 return {"count": 0, "skipped": True}
-            p50, p90, p99 = np.percentile(self._samples[: self.sample_size], (50, 90, 99))
-            return {
-                "count": self.count,
-                "latency_ms_p50": round(float(p50), 3),
-                "latency_ms_p90": round(float(p90), 3),
-                "latency_ms_p99": round(float(p99), 3),
-                "latency_ms_mean": round(self._total / self.count, 3),
-                "latency_ms_max": round(self.max, 3),
-            }
+            summary = latency_summary(self._samples[: self.sample_size])
+            # count, mean and max are exact over every measurement; the percentiles come from the reservoir
+            summary.update(count=self.count, latency_ms_mean=self._total / self.count, latency_ms_max=self.max)
+            return {k: round(v, 3) if isinstance(v, float) else v for k, v in summary.items()}
 
 
 @dataclass
@@ -183,10 +182,5 @@ class Stats:
         }
 
     def write_json(self, path: str | os.PathLike[str]) -> Path:
-        """Write to_dict() as JSON, atomically (tmp file + os.replace)."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")
-        os.replace(tmp, path)
-        return path
+        """Write to_dict() as JSON (edgeseg.files.write_file: atomic for files, through symlinks and devices)."""
+        return write_file(path, json.dumps(self.to_dict(), indent=2) + "\n")

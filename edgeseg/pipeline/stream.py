@@ -40,6 +40,7 @@ from edgeseg.errors import ConfigError, EdgeSegError
 from edgeseg.pipeline.sinks import DEFAULT_FPS, DisplaySink, MaskSink, VideoSink, numbered_path, screen_available
 from edgeseg.pipeline.sources import Frame, Source, open_source
 from edgeseg.pipeline.stats import SourceStats, Stats
+from edgeseg.runtime.plan import STAGES as PLAN_STAGES
 
 log = logging.getLogger(__name__)
 
@@ -56,9 +57,8 @@ class SegmenterLike(Protocol):
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]: ...
 
-    def overlay(self, frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray: ...
-
-    def mask_to_frame(self, mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray: ...
+    def render(self, frame: np.ndarray, mask: np.ndarray, outputs: Sequence[str], alpha: float = 0.5
+               ) -> dict[str, np.ndarray]: ...
 
 
 @dataclass(frozen=True)
@@ -170,19 +170,7 @@ class StreamPipeline:
         reconnect: Reconnect | None = None,
         fps: float | None = None,
     ) -> None:
-        if mode not in MODES:
-            raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
-        if not sources:
-            raise ConfigError("no source given")
-        if not 0.0 <= alpha <= 1.0:
-            raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
-        if max_frames is not None and max_frames < 1:
-            raise ConfigError(f"max_frames must be >= 1, got {max_frames}")
-        if queue_size is not None and queue_size < 1:
-            raise ConfigError(f"queue_size must be >= 1, got {queue_size}")
-        max_batch = getattr(segmenter, "max_batch", None)
-        if max_batch is not None and max_batch < 1:
-            raise ConfigError(f"segmenter.max_batch must be None or >= 1, got {max_batch}")
+        _check_options(mode, sources, alpha, max_frames, queue_size, getattr(segmenter, "max_batch", None))
         self.segmenter = segmenter
         self.sources = [open_source(s) for s in sources]
         self.mode = mode
@@ -191,7 +179,7 @@ class StreamPipeline:
         # realtime keeps one frame per source (the newest); 'all' buffers a few to smooth out jitter
         self.queue_size = queue_size or (1 if mode == "realtime" else 4)
         self.reconnect = reconnect or Reconnect()
-        self.batch_limit = max_batch
+        self.batch_limit = getattr(segmenter, "max_batch", None)
         self.fps = fps
         count = len(self.sources)
         self.out_paths = [numbered_path(Path(out), i, count) for i in range(count)] if out is not None else None
@@ -200,24 +188,8 @@ class StreamPipeline:
             if masks_dir is not None
             else None
         )
-        self.display = False
-        if display:
-            ok, why = screen_available()
-            if ok:
-                self.display = True
-            else:
-                log.warning("--display ignored: %s; results still go to the other outputs", why)
-        self.stats = Stats(
-            mode=mode,
-            sources=[
-                SourceStats(
-                    index=i, source=s.description, kind=s.kind, live=s.live,
-                    output=str(self.out_paths[i]) if self.out_paths else None,
-                    masks_dir=str(self.mask_dirs[i]) if self.mask_dirs else None,
-                )
-                for i, s in enumerate(self.sources)
-            ],
-        )
+        self.display = _display_possible(display)
+        self.stats = self._new_stats()
         self._stop = threading.Event()
         self._inputs = _InputQueues(count, self.queue_size, self._stop)
         self._outputs: queue.Queue[Any] = queue.Queue(maxsize=max(2, self.queue_size))
@@ -231,6 +203,22 @@ class StreamPipeline:
         self._window: DisplaySink | None = None
         self._output_thread: threading.Thread | None = None
         self._captures: list[threading.Thread] = []
+        # What the output thread makes of each mask, so the segmenter's plan renders only that (ProcessingPlan.render)
+        self._renders = (["mask"] if self.mask_dirs is not None else []) + (
+            ["overlay"] if self.out_paths is not None or self.display else [])
+
+    def _new_stats(self) -> Stats:
+        return Stats(
+            mode=self.mode,
+            sources=[
+                SourceStats(
+                    index=i, source=s.description, kind=s.kind, live=s.live,
+                    output=str(self.out_paths[i]) if self.out_paths else None,
+                    masks_dir=str(self.mask_dirs[i]) if self.mask_dirs else None,
+                )
+                for i, s in enumerate(self.sources)
+            ],
+        )
 
     # ----- control ------------------------------------------------------------------------------
     def stop(self, reason: str | None = None) -> None:
@@ -321,73 +309,29 @@ class StreamPipeline:
 
     # ----- threads ------------------------------------------------------------------------------
     def _capture(self, index: int) -> None:
+        """Capture thread of source `index`: read, reconnect live sources, count, queue; until end, limit or stop."""
         source, stats = self.sources[index], self.stats.sources[index]
-        latency = self.stats.stages["capture_wait"]
+        link = _Link(index, source, stats, self.reconnect)
         drop_oldest = self.mode == "realtime" and source.live
-        failures = 0  # consecutive failed reads/reopens of a live source
-        last_error = ""
         try:
             while not self._stop.is_set():
                 if self.max_frames is not None and stats.read >= self.max_frames:
                     stats.status = "limit"
                     break
-                if failures:
-                    if failures > self.reconnect.attempts:
-                        stats.status = "lost"
-                        stats.message = (
-                            f"source {index} ({source.description}) lost: no frame after "
-                            f"{self.reconnect.attempts} reconnect attempt(s)"
-                            + (f" (last error: {last_error})" if last_error else "")
-                        )
-                        log.error("%s", stats.message)
+                if link.failures:
+                    reopened = link.reopen(self._stop)
+                    if reopened is None:  # lost, or the run is stopping
                         break
-                    delay = self.reconnect.delay(failures)
-                    log.warning(
-                        "source %d (%s): reconnecting in %.2f s (attempt %d/%d)",
-                        index, source.description, delay, failures, self.reconnect.attempts,
-                    )
-                    if self._stop.wait(delay):
-                        break
-                    source.close()
-                    try:
-                        source.open()
-                    except EdgeSegError as exc:
-                        log.warning("source %d (%s): reopening failed: %s", index, source.description, exc)
-                        last_error = str(exc)
-                        failures += 1
+                    if not reopened:  # back to the backoff
                         continue
                 started = time.perf_counter()
-                raised = ""
-                try:
-                    frame = source.read()
-                except Exception as exc:  # a live source's driver error is a failed read: reconnect
-                    if not source.live:
-                        raise
-                    frame, raised = None, f"{type(exc).__name__}: {exc}"
-                now = time.perf_counter()
+                frame = link.read()
                 if frame is None:
-                    if not raised and source.ended():
+                    if link.ended:
                         stats.status = "ended"
                         break
-                    if failures == 0:
-                        log.warning("source %d (%s): read failed%s", index, source.description,
-                                    f" ({raised})" if raised else "")
-                    last_error = raised or last_error
-                    failures += 1
                     continue
-                if failures:
-                    log.info("source %d (%s): reconnected after %d attempt(s)", index, source.description, failures)
-                    stats.add("reconnects")
-                    failures, last_error = 0, ""
-                latency.add((now - started) * 1e3)
-                stats.add("read")
-                if frame.image is None:
-                    stats.add("unreadable")
-                    log.warning("source %d: skipped unreadable frame %s", index, frame.origin)
-                    continue
-                dropped = self._inputs.put(_Item(index, frame, now), drop_oldest)
-                if dropped:
-                    stats.add("dropped", dropped)
+                self._queue_frame(index, frame, started, drop_oldest)
             else:
                 if stats.status == "running":
                     stats.status = "stopped"
@@ -397,6 +341,19 @@ class StreamPipeline:
         finally:
             self._inputs.close(index)
             source.close()
+
+    def _queue_frame(self, index: int, frame: Frame, started: float, drop_oldest: bool) -> None:
+        """Count a frame just read and queue it for inference (an unreadable one is counted and skipped)."""
+        stats, now = self.stats.sources[index], time.perf_counter()
+        self.stats.stages["capture_wait"].add((now - started) * 1e3)
+        stats.add("read")
+        if frame.image is None:
+            stats.add("unreadable")
+            log.warning("source %d: skipped unreadable frame %s", index, frame.origin)
+            return
+        dropped = self._inputs.put(_Item(index, frame, now), drop_oldest)
+        if dropped:
+            stats.add("dropped", dropped)
 
     def _infer(self) -> None:
         stages = self.stats.stages
@@ -410,7 +367,7 @@ class StreamPipeline:
                 if len(masks) != len(batch):
                     raise EdgeSegError(f"segmenter.predict returned {len(masks)} masks for {len(batch)} frames")
                 self.stats.record_batch(len(batch))
-                for stage in ("preprocess", "infer", "postprocess"):
+                for stage in PLAN_STAGES:
                     if stage in self.segmenter.stage_ms:
                         stages[stage].add(float(self.segmenter.stage_ms[stage]))
                 handed, batch = batch, None
@@ -463,19 +420,107 @@ class StreamPipeline:
     def _write(self, item: _Item, mask: np.ndarray) -> None:
         image = item.frame.image
         assert image is not None
-        full = self.segmenter.mask_to_frame(mask, image.shape[:2])
+        rendered = self.segmenter.render(image, mask, self._renders, self.alpha)
         masks = self._masks[item.source]
         if masks is not None:
-            masks.write(item.frame.name, full)
+            masks.write(item.frame.name, rendered["mask"])
         video = self._video[item.source]
-        if video is not None or self._window is not None:
-            blended = self.segmenter.overlay(image, full, self.alpha)
-            if video is not None:
-                video.write(blended)
-            if self._window is not None:
-                title = f"edgeseg [{item.source}] {self.sources[item.source].description}"
-                if not self._window.show(title, blended):
-                    self.stop("window closed")
+        if video is not None:
+            video.write(rendered["overlay"])
+        if self._window is not None:
+            title = f"edgeseg [{item.source}] {self.sources[item.source].description}"
+            if not self._window.show(title, rendered["overlay"]):
+                self.stop("window closed")
+
+
+class _Link:
+    """One source's reads and reconnects (exponential backoff for live sources), for its capture thread.
+
+    `failures` counts consecutive failed reads/reopens; `ended` is set when a file source is exhausted."""
+
+    def __init__(self, index: int, source: Source, stats: SourceStats, reconnect: Reconnect) -> None:
+        self.index, self.source, self.stats, self.policy = index, source, stats, reconnect
+        self.failures = 0
+        self.last_error = ""
+        self.ended = False
+
+    def reopen(self, stop: threading.Event) -> bool | None:
+        """Wait out the backoff and reopen: True when reopened, False when reopening failed (try again), None when
+        the source is lost (attempts exhausted) or the run stops."""
+        index, source = self.index, self.source
+        if self.failures > self.policy.attempts:
+            self.stats.status = "lost"
+            self.stats.message = (
+                f"source {index} ({source.description}) lost: no frame after {self.policy.attempts} reconnect "
+                "attempt(s)" + (f" (last error: {self.last_error})" if self.last_error else "")
+            )
+            log.error("%s", self.stats.message)
+            return None
+        delay = self.policy.delay(self.failures)
+        log.warning("source %d (%s): reconnecting in %.2f s (attempt %d/%d)",
+                    index, source.description, delay, self.failures, self.policy.attempts)
+        if stop.wait(delay):
+            return None
+        source.close()
+        try:
+            source.open()
+        except EdgeSegError as exc:
+            log.warning("source %d (%s): reopening failed: %s", index, source.description, exc)
+            self.last_error = str(exc)
+            self.failures += 1
+            return False
+        return True
+
+    def read(self) -> Frame | None:
+        """The next frame, or None after a failed read (counted) or at the end of a file (`ended`)."""
+        raised = ""
+        try:
+            frame = self.source.read()
+        except Exception as exc:  # a live source's driver error is a failed read: reconnect
+            if not self.source.live:
+                raise
+            frame, raised = None, f"{type(exc).__name__}: {exc}"
+        if frame is None:
+            if not raised and self.source.ended():
+                self.ended = True
+                return None
+            if self.failures == 0:
+                log.warning("source %d (%s): read failed%s", self.index, self.source.description,
+                            f" ({raised})" if raised else "")
+            self.last_error = raised or self.last_error
+            self.failures += 1
+            return None
+        if self.failures:
+            log.info("source %d (%s): reconnected after %d attempt(s)", self.index, self.source.description,
+                     self.failures)
+            self.stats.add("reconnects")
+            self.failures, self.last_error = 0, ""
+        return frame
+
+
+def _check_options(mode: str, sources: Sequence[Any], alpha: float, max_frames: int | None,
+                   queue_size: int | None, max_batch: int | None) -> None:
+    if mode not in MODES:
+        raise ConfigError(f"mode must be one of {MODES}, got {mode!r}")
+    if not sources:
+        raise ConfigError("no source given")
+    if not 0.0 <= alpha <= 1.0:
+        raise ConfigError(f"alpha must be in [0, 1], got {alpha}")
+    if max_frames is not None and max_frames < 1:
+        raise ConfigError(f"max_frames must be >= 1, got {max_frames}")
+    if queue_size is not None and queue_size < 1:
+        raise ConfigError(f"queue_size must be >= 1, got {queue_size}")
+    if max_batch is not None and max_batch < 1:
+        raise ConfigError(f"segmenter.max_batch must be None or >= 1, got {max_batch}")
+
+
+def _display_possible(asked: bool) -> bool:
+    if not asked:
+        return False
+    ok, why = screen_available()
+    if not ok:
+        log.warning("--display ignored: %s; results still go to the other outputs", why)
+    return ok
 
 
 def _install_signal_handlers(pipeline: StreamPipeline) -> Callable[[], None]:

@@ -57,6 +57,15 @@ class FakeSegmenter:
         full = self.mask_to_frame(mask, frame.shape[:2])
         return cv2.addWeighted(frame, 1 - alpha, self._palette_bgr[full], alpha, 0)
 
+    def render(self, frame: np.ndarray, mask: np.ndarray, outputs, alpha: float = 0.5) -> dict:
+        """Like ProcessingPlan.render: only what is asked for."""
+        result = {}
+        if "overlay" in outputs:
+            result["overlay"] = self.overlay(frame, mask, alpha)
+        if "mask" in outputs:
+            result["mask"] = self.mask_to_frame(mask, frame.shape[:2])
+        return result
+
 
 class FlakySource(Source):
     """A live source that fails after `fail_after` frames. `recover` False: every reopen fails too.
