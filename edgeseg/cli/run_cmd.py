@@ -59,7 +59,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="reopen attempts for a live source whose reads fail (default 5)")
     parser.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
                         help="first reconnect wait; doubles each attempt, up to 8 s (default 0.5)")
-    parser.add_argument("--backend", default="auto", help="inference backend for the Segmenter (default auto)")
+    from edgeseg.runtime.backends import BACKENDS  # numpy only: the backends themselves import lazily
+
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="auto (default): .onnx on the best ONNX Runtime provider (TensorRT EP > CUDA EP > CPU), "
+                        ".engine on TensorRT; onnxruntime-cuda / onnxruntime-trt fail rather than fall back to CPU")
     parser.set_defaults(func=run)
 
 
@@ -110,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"stopped early ({stats.interrupted}); outputs are complete up to that point")
         import signal
 
-        if stats.interrupted in ("SIGINT", "SIGTERM"):
+        if stats.interrupted in ("SIGINT", "SIGTERM", "SIGHUP"):
             return 128 + int(getattr(signal, stats.interrupted))
     if stats.lost_sources:
         for source in stats.lost_sources:

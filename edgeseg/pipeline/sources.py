@@ -62,6 +62,8 @@ class Source:
 
     kind = "source"
     live = False
+    # Frames the container says it holds (video files), so a file that ends early is reported as cut short.
+    expected_frames: int | None = None
 
     def __init__(self, description: str) -> None:
         self.description = description
@@ -156,6 +158,8 @@ class VideoFileSource(_OpenCVCapture):
             raise SourceError(f"could not open video file '{self.path}': OpenCV cannot decode it")
         fps = cap.get(cv2.CAP_PROP_FPS)
         self._fps = float(fps) if 0 < fps < 1000 else None
+        count = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        self.expected_frames = int(count) if count and count > 0 else None
         self._cap = cap
 
     def _frame_label(self, index: int) -> str:

@@ -75,7 +75,8 @@ class SourceStats:
     read: frames the source delivered (decoded or not); processed: frames segmented and written to every sink;
     dropped: frames discarded unprocessed (realtime mode's newest-frame-wins, or still queued when a run stops);
     unreadable: frames/images that could not be decoded and were skipped.
-    status: 'running' while streaming, then 'ended' (file finished), 'limit' (--max-frames reached),
+    status: 'running' while streaming, then 'ended' (file finished), 'ended_early' (the file's container lists more
+    frames than could be decoded: cut short or corrupt; see `message`), 'limit' (--max-frames reached),
     'stopped' (signal, window closed or another thread failed) or 'lost' (reconnection gave up; see `message`).
     """
 

@@ -13,7 +13,7 @@ segmenter.max_batch frames; None means any number), so batches grow when inferen
 
 Faults: a live source whose read fails is reopened with exponential backoff (Reconnect) and, after the last
 attempt, marked 'lost' while the others go on; a file source that ends just ends; an undecodable frame or image is
-counted as unreadable and skipped with a warning naming it. SIGINT/SIGTERM (in the main thread) and closing the
+counted as unreadable and skipped with a warning naming it. SIGINT/SIGTERM/SIGHUP (in the main thread) and closing the
 window stop the run cleanly: queued frames are counted as dropped, frames already segmented are written, the MP4
 is finalised and every mask PNG is complete. A second Ctrl-C interrupts at once (still finalising the MP4). An
 exception in any worker thread stops the others and is re-raised in the caller's thread.
@@ -36,7 +36,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgeseg.errors import ConfigError, EdgeSegError
+from edgeseg.errors import ConfigError, EdgeSegError, OutputPathError
 from edgeseg.pipeline.sinks import DEFAULT_FPS, DisplaySink, MaskSink, VideoSink, numbered_path, screen_available
 from edgeseg.pipeline.sources import Frame, Source, open_source
 from edgeseg.pipeline.stats import SourceStats, Stats
@@ -169,7 +169,9 @@ class StreamPipeline:
         queue_size: int | None = None,
         reconnect: Reconnect | None = None,
         fps: float | None = None,
+        stats_path: str | os.PathLike[str] | None = None,
     ) -> None:
+        """`stats_path` is only checked here (not an input); run_stream writes it."""
         _check_options(mode, sources, alpha, max_frames, queue_size, getattr(segmenter, "max_batch", None))
         self.segmenter = segmenter
         self.sources = [open_source(s) for s in sources]
@@ -188,6 +190,7 @@ class StreamPipeline:
             if masks_dir is not None
             else None
         )
+        _refuse_outputs_that_are_inputs(self.sources, self.out_paths or [], self.mask_dirs or [], stats_path)
         self.display = _display_possible(display)
         self.stats = self._new_stats()
         self._stop = threading.Event()
@@ -328,7 +331,7 @@ class StreamPipeline:
                 frame = link.read()
                 if frame is None:
                     if link.ended:
-                        stats.status = "ended"
+                        _mark_ended(stats, source)
                         break
                     continue
                 self._queue_frame(index, frame, started, drop_oldest)
@@ -498,6 +501,18 @@ class _Link:
         return frame
 
 
+def _mark_ended(stats: SourceStats, source: Source) -> None:
+    """'ended', or 'ended_early' with a message when the container promised more frames than could be decoded."""
+    expected = source.expected_frames
+    if expected is not None and stats.read < expected:
+        stats.status = "ended_early"
+        stats.message = (f"source {stats.index} ({source.description}) ended early: {stats.read} of the {expected} "
+                         "frames its container lists could be decoded (file cut short or corrupt?)")
+        log.warning("%s", stats.message)
+    else:
+        stats.status = "ended"
+
+
 def _check_options(mode: str, sources: Sequence[Any], alpha: float, max_frames: int | None,
                    queue_size: int | None, max_batch: int | None) -> None:
     if mode not in MODES:
@@ -514,6 +529,29 @@ def _check_options(mode: str, sources: Sequence[Any], alpha: float, max_frames: 
         raise ConfigError(f"segmenter.max_batch must be None or >= 1, got {max_batch}")
 
 
+def _refuse_outputs_that_are_inputs(sources: Sequence[Source], out_paths: Sequence[Path], mask_dirs: Sequence[Path],
+                                    stats_path: str | os.PathLike[str] | None) -> None:
+    """OutputPathError before anything is read or written when an output would overwrite a source: the MP4 or the
+    stats onto a source video or image, or mask PNGs into a source image folder (same names: the images are lost)."""
+    inputs: dict[Path, Source] = {}
+    for source in sources:
+        path = getattr(source, "path", None)
+        if path is not None:
+            inputs[Path(path).resolve()] = source
+    files = [(p, "--out") for p in out_paths] + ([(Path(stats_path), "--stats")] if stats_path is not None else [])
+    for path, flag in files:
+        hit = inputs.get(path.resolve())
+        if hit is not None:
+            raise OutputPathError(f"{flag} {path} is the source {hit.description!r}: writing it would destroy the "
+                                  "input while it is read; choose another output path")
+    for folder in mask_dirs:
+        resolved = folder.resolve()
+        for path, source in inputs.items():
+            if resolved == path or (path.is_file() and resolved == path.parent and path.suffix.lower() == ".png"):
+                raise OutputPathError(f"--masks {folder} is the source folder of {source.description!r}: the mask "
+                                      "PNGs would overwrite the input images; choose another folder")
+
+
 def _display_possible(asked: bool) -> bool:
     if not asked:
         return False
@@ -524,10 +562,14 @@ def _display_possible(asked: bool) -> bool:
 
 
 def _install_signal_handlers(pipeline: StreamPipeline) -> Callable[[], None]:
-    """SIGINT/SIGTERM -> pipeline.stop(); a second SIGINT raises KeyboardInterrupt. Main thread only."""
+    """SIGINT/SIGTERM/SIGHUP -> pipeline.stop(); a second SIGINT raises KeyboardInterrupt. Main thread only.
+
+    SIGHUP is what a dropped ssh session sends: without a handler it kills the process like SIGKILL and the MP4
+    (whose index is written at the end) and the stats are lost."""
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
-    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stopping = [signal.SIGINT, signal.SIGTERM] + ([signal.SIGHUP] if hasattr(signal, "SIGHUP") else [])
+    previous = {sig: signal.getsignal(sig) for sig in stopping}
 
     def handler(signum: int, frame: FrameType | None) -> None:
         name = signal.Signals(signum).name
@@ -577,7 +619,7 @@ def run_stream(
         sources = [sources]
     pipeline = StreamPipeline(
         segmenter, sources, out, masks_dir=masks_dir, alpha=alpha, mode=mode, display=display,
-        max_frames=max_frames, queue_size=queue_size, reconnect=reconnect, fps=fps,
+        max_frames=max_frames, queue_size=queue_size, reconnect=reconnect, fps=fps, stats_path=stats_path,
     )
     try:
         return pipeline.run()

@@ -1,13 +1,17 @@
 from __future__ import annotations
 
+import json
 import logging
+
+import cv2
+import numpy as np
 
 import pytest
 
 from edgeseg.errors import ConfigError
 from edgeseg.pipeline.stream import Reconnect, run_stream
 
-from .fakes import FakeSegmenter, FlakySource, count_video_frames
+from .fakes import FakeSegmenter, FlakySource, count_video_frames, write_video
 
 FAST = Reconnect(attempts=3, delay_s=0.01, factor=2.0, max_delay_s=0.05)
 
@@ -80,3 +84,50 @@ def test_file_source_errors_are_not_swallowed(tmp_path, video_file):
 
     with pytest.raises(OSError, match="disk gone"):
         run_stream(FakeSegmenter(), [Broken(video_file)], masks_dir=tmp_path / "m")
+
+
+def test_outputs_that_are_inputs_are_refused_before_anything_is_written(tmp_path, fake_segmenter):
+    from edgeseg.errors import OutputPathError
+
+    video = tmp_path / "in.mp4"
+    write_video(video, frames=5)
+    original = video.read_bytes()
+    with pytest.raises(OutputPathError, match="--out .* is the source"):
+        run_stream(fake_segmenter, str(video), video)
+    with pytest.raises(OutputPathError, match="--stats .* is the source"):
+        run_stream(fake_segmenter, str(video), tmp_path / "out.mp4", stats_path=video)
+    assert video.read_bytes() == original and not (tmp_path / "out.mp4").exists()
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    frame = np.full((16, 16, 3), 200, np.uint8)
+    cv2.imwrite(str(folder / "a.png"), frame)
+    before = (folder / "a.png").read_bytes()
+    with pytest.raises(OutputPathError, match="--masks .* overwrite the input images"):
+        run_stream(fake_segmenter, str(folder), masks_dir=folder)
+    assert (folder / "a.png").read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["a.png"]
+
+
+def test_stats_written_through_a_symlink_keep_the_link(tmp_path, fake_segmenter):
+    target = tmp_path / "real.json"
+    target.write_text("{}")
+    link = tmp_path / "link.json"
+    link.symlink_to(target)
+    run_stream(fake_segmenter, "synthetic", tmp_path / "out.mp4", stats_path=link, max_frames=3)
+    assert link.is_symlink() and json.loads(target.read_text())["total"]["processed"] == 3
+
+
+def test_a_video_cut_short_is_reported_as_ended_early(tmp_path, fake_segmenter):
+    whole, cut = tmp_path / "whole.avi", tmp_path / "cut.avi"
+    writer = cv2.VideoWriter(str(whole), cv2.VideoWriter_fourcc(*"MJPG"), 10, (64, 48))
+    rng = np.random.default_rng(0)
+    for _ in range(40):
+        writer.write(rng.integers(0, 256, (48, 64, 3), dtype=np.uint8))
+    writer.release()
+    data = whole.read_bytes()
+    cut.write_bytes(data[: len(data) // 2])  # the AVI header still lists 40 frames
+    complete = run_stream(fake_segmenter, str(whole), masks_dir=tmp_path / "m1").sources[0]
+    assert complete.status == "ended" and complete.read == 40
+    short = run_stream(fake_segmenter, str(cut), masks_dir=tmp_path / "m2").sources[0]
+    assert short.status == "ended_early" and 0 < short.read < 40
+    assert f"{short.read} of the 40 frames" in short.message

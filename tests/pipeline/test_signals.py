@@ -1,4 +1,4 @@
-"""SIGINT/SIGTERM during `edgeseg run` (run_cmd in a subprocess with the fake segmenter) leave complete outputs."""
+"""SIGINT/SIGTERM/SIGHUP (a dropped ssh session) during `edgeseg run` (run_cmd in a subprocess with the fake segmenter) leave complete outputs."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP], ids=["SIGINT", "SIGTERM", "SIGHUP"])
 def test_signal_stops_cleanly_with_playable_mp4_and_complete_masks(tmp_path, signum):
     out, masks, stats_json = tmp_path / "out.mp4", tmp_path / "masks", tmp_path / "stats.json"
     script = tmp_path / "run_fake.py"
