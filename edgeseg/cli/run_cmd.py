@@ -59,6 +59,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="reopen attempts for a live source whose reads fail (default 5)")
     parser.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
                         help="first reconnect wait; doubles each attempt, up to 8 s (default 0.5)")
+    from edgeseg.pipeline.sources import DEFAULT_STALL_TIMEOUT_S
+
+    parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S, metavar="S",
+                        help="a network stream (rtsp://, http://) that sends nothing for S seconds counts as a failed "
+                        f"open/read and is reconnected (default {DEFAULT_STALL_TIMEOUT_S:g}; FFmpeg alone waits 30)")
     from edgeseg.runtime.backends import BACKENDS  # numpy only: the backends themselves import lazily
 
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
@@ -86,6 +91,8 @@ def run(args: argparse.Namespace) -> int:
             raise ConfigError(f"{flag} must be >= 1, got {value}")
     if args.reconnect_attempts < 0 or args.reconnect_delay < 0:
         raise ConfigError("--reconnect-attempts and --reconnect-delay must be >= 0")
+    if not args.stall_timeout > 0:
+        raise ConfigError(f"--stall-timeout must be > 0 seconds, got {args.stall_timeout}")
 
     segmenter = _open_segmenter(args.model, args.backend)
     try:
@@ -93,6 +100,7 @@ def run(args: argparse.Namespace) -> int:
             segmenter, args.source, args.out, masks_dir=args.masks, alpha=args.alpha, mode=args.mode,
             display=args.display, stats_path=args.stats, max_frames=args.max_frames, queue_size=args.queue_size,
             reconnect=Reconnect(attempts=args.reconnect_attempts, delay_s=args.reconnect_delay),
+            stall_timeout_s=args.stall_timeout,
         )
     finally:
         close = getattr(segmenter, "close", None)

@@ -46,6 +46,7 @@ log = logging.getLogger(__name__)
 
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 LIVE_DEFAULT_FPS = 30.0  # what the video writer uses for live sources
+DEFAULT_STALL_TIMEOUT_S = 10.0  # a network stream silent this long counts as a failed read (then: reconnect)
 
 
 @dataclass
@@ -219,11 +220,14 @@ class CaptureSource(_OpenCVCapture):
 
     live = True
 
-    def __init__(self, target: int | str, api: int, kind: str, description: str | None = None) -> None:
+    def __init__(self, target: int | str, api: int, kind: str, description: str | None = None,
+                 stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> None:
         super().__init__(description or str(target))
         self.target = target
         self.api = api
         self.kind = kind
+        # A network stream that stops sending blocks read() for FFmpeg's default of 30 s; this bounds open and read.
+        self.stall_timeout_s = stall_timeout_s
         self._cap: cv2.VideoCapture | None = None
 
     @property
@@ -237,7 +241,11 @@ class CaptureSource(_OpenCVCapture):
                 "without GStreamer (the pip wheels are). Use an OpenCV with GStreamer support, e.g. JetPack's "
                 "system python3-opencv on a Jetson"
             )
-        cap = cv2.VideoCapture(self.target, self.api)
+        params: list[int] = []
+        if self.api == cv2.CAP_FFMPEG and hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):
+            timeout_ms = max(int(self.stall_timeout_s * 1000), 1)
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, timeout_ms, cv2.CAP_PROP_READ_TIMEOUT_MSEC, timeout_ms]
+        cap = cv2.VideoCapture(self.target, self.api, params) if params else cv2.VideoCapture(self.target, self.api)
         if not cap.isOpened():
             cap.release()
             raise SourceError(f"could not open {self.kind} source {self.description!r}")
@@ -316,8 +324,9 @@ def jetson_csi_pipeline(
     )
 
 
-def open_source(spec: str | os.PathLike[str] | Source) -> Source:
-    """A Source for a --source value (see the module docstring). Not opened yet; raises SourceError if unknown."""
+def open_source(spec: str | os.PathLike[str] | Source, *, stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S) -> Source:
+    """A Source for a --source value (see the module docstring). Not opened yet; raises SourceError if unknown.
+    `stall_timeout_s` bounds how long a network stream may block an open or a read."""
     if isinstance(spec, Source):
         return spec
     if isinstance(spec, os.PathLike):
@@ -336,7 +345,9 @@ def open_source(spec: str | os.PathLike[str] | Source) -> Source:
         api = cv2.CAP_V4L2 if sys.platform.startswith("linux") else cv2.CAP_ANY
         return CaptureSource(int(text), api, "camera", f"camera {text}")
     if text.lower().startswith(NETWORK_SCHEMES):
-        return CaptureSource(text, cv2.CAP_FFMPEG, "stream")
+        if stall_timeout_s <= 0:
+            raise SourceError(f"the stall timeout must be > 0 seconds, got {stall_timeout_s}")
+        return CaptureSource(text, cv2.CAP_FFMPEG, "stream", stall_timeout_s=stall_timeout_s)
     path = Path(text)
     if path.is_dir() or (path.is_file() and path.suffix.lower() in IMAGE_SUFFIXES):
         return ImageFolderSource(path)

@@ -38,7 +38,7 @@ import numpy as np
 
 from edgeseg.errors import ConfigError, EdgeSegError, OutputPathError
 from edgeseg.pipeline.sinks import DEFAULT_FPS, DisplaySink, MaskSink, VideoSink, numbered_path, screen_available
-from edgeseg.pipeline.sources import Frame, Source, open_source
+from edgeseg.pipeline.sources import DEFAULT_STALL_TIMEOUT_S, Frame, Source, open_source
 from edgeseg.pipeline.stats import SourceStats, Stats
 from edgeseg.runtime.plan import STAGES as PLAN_STAGES
 
@@ -170,11 +170,12 @@ class StreamPipeline:
         reconnect: Reconnect | None = None,
         fps: float | None = None,
         stats_path: str | os.PathLike[str] | None = None,
+        stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
     ) -> None:
         """`stats_path` is only checked here (not an input); run_stream writes it."""
         _check_options(mode, sources, alpha, max_frames, queue_size, getattr(segmenter, "max_batch", None))
         self.segmenter = segmenter
-        self.sources = [open_source(s) for s in sources]
+        self.sources = [open_source(s, stall_timeout_s=stall_timeout_s) for s in sources]
         self.mode = mode
         self.alpha = alpha
         self.max_frames = max_frames
@@ -240,7 +241,7 @@ class StreamPipeline:
         opened: list[Source] = []
         try:  # fail before any thread starts or any file is written
             for source in self.sources:
-                source.open()
+                self._first_open(source)
                 opened.append(source)
             for index, source in enumerate(self.sources):
                 video = self._video[index]
@@ -284,6 +285,22 @@ class StreamPipeline:
             self.stats.error = f"{type(first).__name__}: {first}"
             raise first
         return self.stats
+
+    def _first_open(self, source: Source) -> None:
+        """Open a source; a live one (camera, RTSP, GStreamer) that fails is retried with the reconnect backoff,
+        as it would be after it had opened once: a camera still booting or a stream not yet published is normal."""
+        for attempt in range(self.reconnect.attempts + 1):
+            try:
+                source.open()
+                return
+            except EdgeSegError as exc:
+                if not source.live or attempt == self.reconnect.attempts:
+                    raise
+                delay = self.reconnect.delay(attempt + 1)
+                log.warning("source %s: %s; retrying in %.2f s (attempt %d/%d)", source.description, exc, delay,
+                            attempt + 1, self.reconnect.attempts)
+                if self._stop.wait(delay):
+                    raise
 
     def _finish(self) -> None:
         """Close every sink (finalising the MP4s) and count frames left in queues as dropped."""
@@ -602,6 +619,7 @@ def run_stream(
     queue_size: int | None = None,
     reconnect: Reconnect | None = None,
     fps: float | None = None,
+    stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
 ) -> Stats:
     """Segment one or more sources concurrently and write overlays, masks and stats. Returns the Stats.
 
@@ -613,6 +631,7 @@ def run_stream(
     max_frames: stop each source after this many frames read. queue_size: frames buffered per source
         (default 4 in 'all', 1 in 'realtime'). fps: the output video's rate (default: the source's, 30 for live).
     stats_path: also write Stats.to_dict() there as JSON (even when the run fails).
+    stall_timeout_s: a network stream that sends nothing for this long fails its open/read (then reconnects).
     Raises SourceError when a source cannot be opened, and re-raises any worker thread's exception.
     """
     if isinstance(sources, (str, os.PathLike, Source)):
@@ -620,6 +639,7 @@ def run_stream(
     pipeline = StreamPipeline(
         segmenter, sources, out, masks_dir=masks_dir, alpha=alpha, mode=mode, display=display,
         max_frames=max_frames, queue_size=queue_size, reconnect=reconnect, fps=fps, stats_path=stats_path,
+        stall_timeout_s=stall_timeout_s,
     )
     try:
         return pipeline.run()

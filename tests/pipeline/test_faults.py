@@ -8,7 +8,7 @@ import numpy as np
 
 import pytest
 
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, SourceError
 from edgeseg.pipeline.stream import Reconnect, run_stream
 
 from .fakes import FakeSegmenter, FlakySource, count_video_frames, write_video
@@ -131,3 +131,57 @@ def test_a_video_cut_short_is_reported_as_ended_early(tmp_path, fake_segmenter):
     short = run_stream(fake_segmenter, str(cut), masks_dir=tmp_path / "m2").sources[0]
     assert short.status == "ended_early" and 0 < short.read < 40
     assert f"{short.read} of the 40 frames" in short.message
+
+
+class _LateSource(FlakySource):
+    """A live source whose first `late` opens fail (a camera still booting, a stream not yet published)."""
+
+    def __init__(self, late: int) -> None:
+        super().__init__(fail_after=10_000, total=5)
+        self.late = late
+        self.refused = 0
+
+    def _open(self) -> None:
+        self.opens += 1
+        if self.opens <= self.late:
+            self.refused += 1
+            raise SourceError(f"{self.description} not up yet")
+
+
+def test_a_live_source_that_fails_its_first_open_is_retried_with_backoff(tmp_path, fake_segmenter):
+    source = _LateSource(late=2)
+    stats = run_stream(fake_segmenter, source, masks_dir=tmp_path / "m",
+                       reconnect=Reconnect(attempts=3, delay_s=0.01))
+    assert source.refused == 2 and stats.sources[0].processed == 5
+    with pytest.raises(SourceError, match="not up yet"):
+        run_stream(fake_segmenter, _LateSource(late=5), masks_dir=tmp_path / "m2",
+                   reconnect=Reconnect(attempts=2, delay_s=0.01))
+
+
+def test_stall_timeout_bounds_network_open_and_read(monkeypatch):
+    from edgeseg.pipeline import sources
+
+    calls = []
+
+    class _Capture:
+        def __init__(self, *args):
+            calls.append(args)
+
+        def isOpened(self):
+            return True
+
+        def get(self, prop):
+            return 0.0
+
+        def release(self):
+            pass
+
+    monkeypatch.setattr(sources.cv2, "VideoCapture", _Capture)
+    source = sources.open_source("rtsp://127.0.0.1:8554/cam", stall_timeout_s=2.5)
+    source.open()
+    target, api, params = calls[0]
+    assert target == "rtsp://127.0.0.1:8554/cam" and api == cv2.CAP_FFMPEG
+    assert dict(zip(params[::2], params[1::2])) == {cv2.CAP_PROP_OPEN_TIMEOUT_MSEC: 2500,
+                                                     cv2.CAP_PROP_READ_TIMEOUT_MSEC: 2500}
+    with pytest.raises(SourceError, match="stall timeout must be > 0"):
+        sources.open_source("rtsp://127.0.0.1:8554/cam", stall_timeout_s=0)

@@ -96,8 +96,8 @@ def test_lost_source_exits_1(cli, tmp_path, monkeypatch, capsys):
     from .fakes import FlakySource
 
     real_open_source = stream.open_source
-    monkeypatch.setattr(stream, "open_source", lambda spec: FlakySource(2, recover=False) if spec == "flaky"
-                        else real_open_source(spec))
+    monkeypatch.setattr(stream, "open_source", lambda spec, **kw: FlakySource(2, recover=False) if spec == "flaky"
+                        else real_open_source(spec, **kw))
     code = cli("m.onnx", "--source", "flaky", "--out", tmp_path / "o.mp4", "--reconnect-attempts", "1",
                "--reconnect-delay", "0.01")
     assert code == 1 and "warning: source 0" in capsys.readouterr().out
