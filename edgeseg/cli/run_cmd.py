@@ -45,7 +45,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--source", action="append", required=True, metavar="SRC",
                         help="video file, image folder, camera index, rtsp:// URL, GStreamer pipeline or "
                         "synthetic[:N]; repeat for several sources")
-    parser.add_argument("--out", metavar="OUT.mp4", help="overlay video (mp4v); OUT_0.mp4, OUT_1.mp4... for several")
+    parser.add_argument("--out", metavar="OUT.mp4",
+                        help="the video (H.264 where OpenCV can encode it, else mp4v with a warning); OUT_0.mp4, "
+                        "OUT_1.mp4... for several sources; a picture (OUT.png/.jpg) for a single image in")
+    parser.add_argument("--view", choices=("overlay", "mask", "side-by-side"), default="overlay",
+                        help="what --out and --display show: the overlay, the colour mask alone, or the frame and "
+                        "the overlay side by side (default overlay)")
+    parser.add_argument("--legend", action="store_true", help="draw the class names in their colours")
+    parser.add_argument("--show-fps", action="store_true", help="draw the running FPS on each picture")
     parser.add_argument("--masks", metavar="DIR", help="write class-id mask PNGs (frame resolution) here")
     parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask colours (default 0.5)")
     parser.add_argument("--mode", choices=("all", "realtime"), default="all",
@@ -81,6 +88,7 @@ def _open_segmenter(model: str, backend: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from edgeseg.pipeline.stream import Reconnect, run_stream
+    from edgeseg.pipeline.views import View
 
     if not (args.out or args.masks or args.display or args.stats):
         raise ConfigError("nothing to write: give --out OUT.mp4 and/or --masks DIR, --display, --stats JSON")
@@ -101,6 +109,8 @@ def run(args: argparse.Namespace) -> int:
             display=args.display, stats_path=args.stats, max_frames=args.max_frames, queue_size=args.queue_size,
             reconnect=Reconnect(attempts=args.reconnect_attempts, delay_s=args.reconnect_delay),
             stall_timeout_s=args.stall_timeout,
+            view=View(args.view, legend=args.legend, show_fps=args.show_fps, classes=tuple(segmenter.meta.classes),
+                      palette_bgr=segmenter.palette_bgr),
         )
     finally:
         close = getattr(segmenter, "close", None)

@@ -15,7 +15,7 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import ConfigError, EdgeSegError
-from edgeseg.files import WRITABLE_VIDEO_SUFFIXES, write_file
+from edgeseg.files import IMAGE_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, write_file
 
 log = logging.getLogger(__name__)
 
@@ -27,15 +27,23 @@ def numbered_path(path: Path, index: int, count: int) -> Path:
     return path if count == 1 else path.with_name(f"{path.stem}_{index}{path.suffix}")
 
 
+# Preferred first: H.264 plays in browsers and most players; MPEG-4 Part 2 (mp4v) is what every OpenCV build can
+# write (the pip wheels have no H.264 encoder), so it is the loud fallback.
+VIDEO_CODECS = ("avc1", "mp4v")
+_UNAVAILABLE_CODECS: set[str] = set()
+
+
 class VideoSink:
-    """An MP4 (mp4v) file; its size is the first frame's, later frames of another size are resized to it."""
+    """An MP4 file, H.264 where this OpenCV can encode it, else mp4v (with a warning); its size is the first
+    frame's, later frames of another size are resized to it. `codec` says which codec was used."""
 
     def __init__(self, path: str | os.PathLike[str], fps: float | None = None) -> None:
         self.path = Path(path)
         if self.path.suffix.lower() not in WRITABLE_VIDEO_SUFFIXES:
-            raise ConfigError(f"output video '{self.path}' must end in {'/'.join(WRITABLE_VIDEO_SUFFIXES)} (codec mp4v)")
+            raise ConfigError(f"output video '{self.path}' must end in {'/'.join(WRITABLE_VIDEO_SUFFIXES)}")
         self.fps = float(fps) if fps and fps > 0 else DEFAULT_FPS  # may be changed until the first frame
         self.frames_written = 0
+        self.codec: str | None = None
         self.size_wh: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
         self._closed = False
@@ -56,13 +64,24 @@ class VideoSink:
     def _open(self, frame: np.ndarray) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.size_wh = (int(frame.shape[1]), int(frame.shape[0]))
-        writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*"mp4v"), self.fps, self.size_wh)
-        if not writer.isOpened():
+        for codec in VIDEO_CODECS:
+            if codec in _UNAVAILABLE_CODECS:
+                continue
+            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*codec), self.fps, self.size_wh)
+            if writer.isOpened():
+                break
             writer.release()
+            _UNAVAILABLE_CODECS.add(codec)  # try it once per process: FFmpeg logs each failed attempt
+        else:
             raise EdgeSegError(
-                f"could not open '{self.path}' for writing ({self.size_wh[0]}x{self.size_wh[1]} mp4v at "
-                f"{self.fps:g} FPS): check the folder is writable and OpenCV has FFmpeg"
+                f"could not open '{self.path}' for writing ({self.size_wh[0]}x{self.size_wh[1]} at {self.fps:g} FPS, "
+                f"codecs tried: {', '.join(VIDEO_CODECS)}): check the folder is writable and OpenCV has FFmpeg"
             )
+        if codec != VIDEO_CODECS[0]:
+            log.warning("this OpenCV has no H.264 encoder: '%s' is MPEG-4 Part 2 (mp4v), which browsers do not play; "
+                        "convert it with `ffmpeg -i %s -c:v libx264 out_h264.mp4`, or use an OpenCV with H.264 "
+                        "(JetPack's, or a build with FFmpeg + libx264/openh264)", self.path, self.path)
+        self.codec = codec
         self._writer = writer
 
     def close(self) -> None:
@@ -72,6 +91,39 @@ class VideoSink:
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.release()
+
+
+class ImageSink:
+    """`--out picture.png` for a single image in: the one output picture, written like any EdgeSeg file."""
+
+    def __init__(self, path: str | os.PathLike[str]) -> None:
+        self.path = Path(path)
+        if self.path.suffix.lower() not in IMAGE_SUFFIXES:
+            raise ConfigError(f"output image '{self.path}' must end in one of {', '.join(IMAGE_SUFFIXES)}")
+        self.fps = DEFAULT_FPS  # unused; VideoSink's interface
+        self.frames_written = 0
+        self.codec: str | None = self.path.suffix.lower().lstrip(".")
+
+    def write(self, frame: np.ndarray) -> None:
+        if self.frames_written:
+            raise EdgeSegError(f"output image '{self.path}' takes one frame; use an .mp4 for a video or a folder")
+        ok, data = cv2.imencode(self.path.suffix.lower(), frame)
+        if not ok:
+            raise EdgeSegError(f"could not encode the output picture '{self.path}'")
+        write_file(self.path, data.tobytes())
+        self.frames_written += 1
+
+    def close(self) -> None:
+        pass
+
+
+def output_sink(path: Path, single_image_in: bool) -> "VideoSink | ImageSink":
+    """The sink for `--out`: a picture for a picture (one image in, .png/.jpg out), else an MP4."""
+    if path.suffix.lower() in IMAGE_SUFFIXES:
+        if not single_image_in:
+            raise ConfigError(f"--out {path} is a picture, but the source is not a single image: use an .mp4")
+        return ImageSink(path)
+    return VideoSink(path)
 
 
 class MaskSink:

@@ -37,7 +37,17 @@ from typing import Any, Protocol
 import numpy as np
 
 from edgeseg.errors import ConfigError, EdgeSegError, OutputPathError
-from edgeseg.pipeline.sinks import DEFAULT_FPS, DisplaySink, MaskSink, VideoSink, numbered_path, screen_available
+from edgeseg.pipeline.sinks import (
+    DEFAULT_FPS,
+    DisplaySink,
+    ImageSink,
+    MaskSink,
+    VideoSink,
+    numbered_path,
+    output_sink,
+    screen_available,
+)
+from edgeseg.pipeline.views import View
 from edgeseg.pipeline.sources import DEFAULT_STALL_TIMEOUT_S, Frame, Source, open_source
 from edgeseg.pipeline.stats import SourceStats, Stats
 from edgeseg.runtime.plan import STAGES as PLAN_STAGES
@@ -171,8 +181,10 @@ class StreamPipeline:
         fps: float | None = None,
         stats_path: str | os.PathLike[str] | None = None,
         stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+        view: View | None = None,
     ) -> None:
-        """`stats_path` is only checked here (not an input); run_stream writes it."""
+        """`stats_path` is only checked here (not an input); run_stream writes it. `view`: what the video and the
+        window show (edgeseg.pipeline.views; default: the overlay)."""
         _check_options(mode, sources, alpha, max_frames, queue_size, getattr(segmenter, "max_batch", None))
         self.segmenter = segmenter
         self.sources = [open_source(s, stall_timeout_s=stall_timeout_s) for s in sources]
@@ -200,16 +212,19 @@ class StreamPipeline:
         self._errors: list[BaseException] = []
         self._errors_lock = threading.Lock()
         # checks the file names now; each file is created at its first frame
-        self._video: list[VideoSink | None] = (
-            [VideoSink(path) for path in self.out_paths] if self.out_paths is not None else [None] * count
+        self._video: list[VideoSink | ImageSink | None] = (
+            [output_sink(path, _single_image(source)) for path, source in zip(self.out_paths, self.sources)]
+            if self.out_paths is not None else [None] * count
         )
+        self.view = view or View()
+        self._fps_clocks = [_FpsClock() for _ in range(count)]
         self._masks: list[MaskSink | None] = [None] * count
         self._window: DisplaySink | None = None
         self._output_thread: threading.Thread | None = None
         self._captures: list[threading.Thread] = []
         # What the output thread makes of each mask, so the segmenter's plan renders only that (ProcessingPlan.render)
         self._renders = (["mask"] if self.mask_dirs is not None else []) + (
-            ["overlay"] if self.out_paths is not None or self.display else [])
+            self.view.renders if self.out_paths is not None or self.display else [])
 
     def _new_stats(self) -> Stats:
         return Stats(
@@ -445,11 +460,14 @@ class StreamPipeline:
         if masks is not None:
             masks.write(item.frame.name, rendered["mask"])
         video = self._video[item.source]
+        if video is None and self._window is None:
+            return
+        picture = self.view.compose(image, rendered, fps=self._fps_clocks[item.source].tick())
         if video is not None:
-            video.write(rendered["overlay"])
+            video.write(picture)
         if self._window is not None:
             title = f"edgeseg [{item.source}] {self.sources[item.source].description}"
-            if not self._window.show(title, rendered["overlay"]):
+            if not self._window.show(title, picture):
                 self.stop("window closed")
 
 
@@ -516,6 +534,24 @@ class _Link:
             self.stats.add("reconnects")
             self.failures, self.last_error = 0, ""
         return frame
+
+
+class _FpsClock:
+    """Frames per second over the last `window` frames of one source (for the on-picture FPS text)."""
+
+    def __init__(self, window: int = 30) -> None:
+        self._times: deque[float] = deque(maxlen=window)
+
+    def tick(self) -> float | None:
+        self._times.append(time.perf_counter())
+        if len(self._times) < 2:
+            return None
+        return (len(self._times) - 1) / max(self._times[-1] - self._times[0], 1e-9)
+
+
+def _single_image(source: Source) -> bool:
+    path = getattr(source, "path", None)
+    return path is not None and Path(path).is_file() and source.kind == "images"
 
 
 def _mark_ended(stats: SourceStats, source: Source) -> None:
@@ -620,6 +656,7 @@ def run_stream(
     reconnect: Reconnect | None = None,
     fps: float | None = None,
     stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
+    view: View | None = None,
 ) -> Stats:
     """Segment one or more sources concurrently and write overlays, masks and stats. Returns the Stats.
 
@@ -639,7 +676,7 @@ def run_stream(
     pipeline = StreamPipeline(
         segmenter, sources, out, masks_dir=masks_dir, alpha=alpha, mode=mode, display=display,
         max_frames=max_frames, queue_size=queue_size, reconnect=reconnect, fps=fps, stats_path=stats_path,
-        stall_timeout_s=stall_timeout_s,
+        stall_timeout_s=stall_timeout_s, view=view,
     )
     try:
         return pipeline.run()

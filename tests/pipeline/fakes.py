@@ -27,7 +27,7 @@ class FakeSegmenter:
         self.stage_ms = {"preprocess": 0.0, "infer": 0.0, "postprocess": 0.0}
         self.batch_sizes: Counter[int] = Counter()  # bounded: one key per distinct size
         self.calls = 0
-        self._palette_bgr = np.asarray(self.meta.palette, dtype=np.uint8)[:, ::-1]
+        self.palette_bgr = np.ascontiguousarray(np.asarray(self.meta.palette, dtype=np.uint8)[:, ::-1])
         self._lock = threading.Lock()
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
@@ -55,15 +55,16 @@ class FakeSegmenter:
 
     def overlay(self, frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         full = self.mask_to_frame(mask, frame.shape[:2])
-        return cv2.addWeighted(frame, 1 - alpha, self._palette_bgr[full], alpha, 0)
+        return cv2.addWeighted(frame, 1 - alpha, self.palette_bgr[full], alpha, 0)
 
     def render(self, frame: np.ndarray, mask: np.ndarray, outputs, alpha: float = 0.5) -> dict:
         """Like ProcessingPlan.render: only what is asked for."""
         result = {}
         if "overlay" in outputs:
             result["overlay"] = self.overlay(frame, mask, alpha)
-        if "mask" in outputs:
+        if "mask" in outputs or "color" in outputs:
             result["mask"] = self.mask_to_frame(mask, frame.shape[:2])
+            result["color"] = self.palette_bgr[result["mask"]]
         return result
 
 

@@ -1,0 +1,79 @@
+"""What `edgeseg run` shows and writes for each frame: the view (overlay, colour mask, or frame and overlay side
+by side), with an optional legend of class names in their palette colours and an optional FPS text.
+
+The pixels come from the model's ProcessingPlan (`Segmenter.render`); this module only lays them out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from edgeseg.errors import ConfigError
+
+VIEWS = ("overlay", "mask", "side-by-side")
+_FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+@dataclass(frozen=True)
+class View:
+    """How a frame is presented. `classes` and `palette_bgr` are needed for the legend only."""
+
+    kind: str = "overlay"
+    legend: bool = False
+    show_fps: bool = False
+    classes: tuple[str, ...] = ()
+    palette_bgr: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in VIEWS:
+            raise ConfigError(f"--view must be one of {VIEWS}, got {self.kind!r}")
+        if self.legend and (not self.classes or self.palette_bgr is None):
+            raise ConfigError("a legend needs the model's class names and palette")
+
+    @property
+    def renders(self) -> list[str]:
+        """What the plan must render for this view (ProcessingPlan.OUTPUTS)."""
+        return ["color"] if self.kind == "mask" else ["overlay"]
+
+    def compose(self, frame: np.ndarray, rendered: dict[str, np.ndarray], fps: float | None = None) -> np.ndarray:
+        """The picture for one frame, from the plan's rendered outputs (never modifies them)."""
+        if self.kind == "mask":
+            image = rendered["color"].copy()
+        elif self.kind == "side-by-side":
+            image = np.hstack([frame, rendered["overlay"]])
+        else:
+            image = rendered["overlay"].copy()
+        if self.legend:
+            draw_legend(image, self.classes, self.palette_bgr)  # type: ignore[arg-type]
+        if self.show_fps and fps is not None:
+            draw_label(image, f"{fps:.1f} FPS", (8, 8))
+        return image
+
+
+def draw_label(image: np.ndarray, text: str, top_left: tuple[int, int], scale: float = 0.5) -> None:
+    """White text on a black box, in place, clipped to the image."""
+    (width, height), baseline = cv2.getTextSize(text, _FONT, scale, 1)
+    x, y = top_left
+    cv2.rectangle(image, (x - 3, y - 3), (x + width + 3, y + height + baseline + 3), (0, 0, 0), cv2.FILLED)
+    cv2.putText(image, text, (x, y + height), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def draw_legend(image: np.ndarray, classes: Sequence[str], palette_bgr: np.ndarray, scale: float = 0.45) -> None:
+    """A column of colour swatches with class names at the image's top right, in place."""
+    (_, text_h), baseline = cv2.getTextSize("Ag", _FONT, scale, 1)
+    row = text_h + baseline + 6
+    widest = max(cv2.getTextSize(name, _FONT, scale, 1)[0][0] for name in classes)
+    box_w = row + widest + 12
+    x0 = max(image.shape[1] - box_w - 8, 0)
+    for index, name in enumerate(classes):
+        y = 8 + index * row
+        if y + row > image.shape[0]:
+            break  # more classes than rows: the legend stops at the bottom edge
+        colour = tuple(int(c) for c in palette_bgr[index])
+        cv2.rectangle(image, (x0, y), (x0 + box_w, y + row), (0, 0, 0), cv2.FILLED)
+        cv2.rectangle(image, (x0 + 3, y + 3), (x0 + row - 3, y + row - 3), colour, cv2.FILLED)
+        cv2.putText(image, name, (x0 + row + 4, y + text_h + 3), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
