@@ -7,6 +7,7 @@ Exit status: 0 done; 1 a live source was lost (its reconnection gave up; the oth
 from __future__ import annotations
 
 import argparse
+import sys
 from typing import Any
 
 from edgeseg.errors import ConfigError
@@ -88,6 +89,7 @@ def _open_segmenter(model: str, backend: str) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from edgeseg.pipeline.stream import Reconnect, run_stream
+    from edgeseg.pipeline.progress import ProgressReporter
     from edgeseg.pipeline.views import View
 
     if not (args.out or args.masks or args.display or args.stats):
@@ -103,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--stall-timeout must be > 0 seconds, got {args.stall_timeout}")
 
     segmenter = _open_segmenter(args.model, args.backend)
+    progress = ProgressReporter(sys.stderr)
     try:
         stats = run_stream(
             segmenter, args.source, args.out, masks_dir=args.masks, alpha=args.alpha, mode=args.mode,
@@ -111,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
             stall_timeout_s=args.stall_timeout,
             view=View(args.view, legend=args.legend, show_fps=args.show_fps, classes=tuple(segmenter.meta.classes),
                       palette_bgr=segmenter.palette_bgr),
+            on_progress=progress.report,
         )
     finally:
+        progress.close()
         close = getattr(segmenter, "close", None)
         if close is not None:
             close()

@@ -182,8 +182,10 @@ class StreamPipeline:
         stats_path: str | os.PathLike[str] | None = None,
         stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
         view: View | None = None,
+        on_progress: Callable[[Stats], None] | None = None,
     ) -> None:
-        """`stats_path` is only checked here (not an input); run_stream writes it. `view`: what the video and the
+        """`on_progress(stats)` is called from the calling thread about every 0.1 s while the run goes on.
+        `stats_path` is only checked here (not an input); run_stream writes it. `view`: what the video and the
         window show (edgeseg.pipeline.views; default: the overlay)."""
         _check_options(mode, sources, alpha, max_frames, queue_size, getattr(segmenter, "max_batch", None))
         self.segmenter = segmenter
@@ -217,6 +219,7 @@ class StreamPipeline:
             if self.out_paths is not None else [None] * count
         )
         self.view = view or View()
+        self.on_progress = on_progress
         self._fps_clocks = [_FpsClock() for _ in range(count)]
         self._masks: list[MaskSink | None] = [None] * count
         self._window: DisplaySink | None = None
@@ -284,6 +287,8 @@ class StreamPipeline:
                 thread.start()
             while output.is_alive():  # a short join keeps the main thread responsive to signals
                 output.join(_POLL_S * 2)
+                if self.on_progress is not None:
+                    self.on_progress(self.stats)
         finally:
             self._stop.set()
             try:
@@ -657,6 +662,7 @@ def run_stream(
     fps: float | None = None,
     stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
     view: View | None = None,
+    on_progress: Callable[[Stats], None] | None = None,
 ) -> Stats:
     """Segment one or more sources concurrently and write overlays, masks and stats. Returns the Stats.
 
@@ -676,7 +682,7 @@ def run_stream(
     pipeline = StreamPipeline(
         segmenter, sources, out, masks_dir=masks_dir, alpha=alpha, mode=mode, display=display,
         max_frames=max_frames, queue_size=queue_size, reconnect=reconnect, fps=fps, stats_path=stats_path,
-        stall_timeout_s=stall_timeout_s, view=view,
+        stall_timeout_s=stall_timeout_s, view=view, on_progress=on_progress,
     )
     try:
         return pipeline.run()
