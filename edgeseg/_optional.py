@@ -8,14 +8,35 @@ from types import ModuleType
 
 from edgeseg.errors import BackendUnavailableError
 
+# Module -> how to get it, naming the extra of pyproject.toml that brings it (with the version pins that fit).
+# Submodules ("cuda.bindings.runtime", "onnxruntime.quantization") fall back to their parent's hint.
 _INSTALL_HINTS = {
-    "torch": "pip install torch==2.13.0 (training and export need it; the runtime does not)",
-    "onnxruntime": "pip install onnxruntime (or onnxruntime-gpu)",
-    "onnx": "pip install onnx",
-    "tensorrt": "install TensorRT from NVIDIA (JetPack ships it on Jetson)",
-    "tensorrt_rtx": "pip install tensorrt-rtx-cu13",
-    "cuda.bindings": "pip install cuda-python",
+    "torch": "pip install 'edgeseg[train]' (training and export need torch; the runtime does not)",
+    "onnxruntime": "pip install 'edgeseg[onnx]' (CPU) or 'edgeseg[onnxruntime-gpu]' (CUDA and TensorRT providers)",
+    "onnx": "pip install 'edgeseg[export]'",
+    "onnxconverter_common": "pip install 'edgeseg[export]'",
+    "onnxslim": "pip install 'edgeseg[export]'",
+    "tensorrt": "pip install 'edgeseg[tensorrt]' on x86; on Jetson, JetPack ships it (use a --system-site-packages venv)",
+    "tensorrt_rtx": "pip install 'edgeseg[tensorrt-rtx]'",
+    "cuda": ("pip install 'edgeseg[tensorrt]' (CUDA 12), 'edgeseg[tensorrt-rtx]' (CUDA 13) or 'edgeseg[jetson]': "
+             "each brings the cuda-python that matches its CUDA"),
+    "pycuda": "pip install 'edgeseg[pycuda]'",
+    "cv2": ("pip install 'edgeseg[opencv]'; on Jetson use JetPack's OpenCV instead (GStreamer, CSI cameras) from a "
+            "--system-site-packages venv"),
+    "PIL": "pip install 'edgeseg[train]' (Pillow)",
+    "matplotlib": "pip install 'edgeseg[bench]'",
+    "tqdm": "pip install edgeseg again: tqdm is one of its dependencies",
 }
+
+
+def install_hint(module: str) -> str:
+    """How to install `module`, naming the edgeseg extra that brings it."""
+    parts = module.split(".")
+    for end in range(len(parts), 0, -1):
+        hint = _INSTALL_HINTS.get(".".join(parts[:end]))
+        if hint:
+            return hint
+    return f"pip install {parts[0]}"
 
 
 def is_available(module: str) -> bool:
@@ -31,5 +52,6 @@ def require(module: str, purpose: str) -> ModuleType:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        hint = _INSTALL_HINTS.get(module, f"pip install {module}")
-        raise BackendUnavailableError(f"{purpose} needs '{module}', which is not importable ({exc}); {hint}") from exc
+        raise BackendUnavailableError(
+            f"{purpose} needs '{module}', which is not importable ({exc}); {install_hint(module)}"
+        ) from exc

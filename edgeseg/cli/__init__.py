@@ -22,6 +22,7 @@ COMMANDS = {
     "run": "run_cmd",
     "bench": "bench_cmd",
     "demo": "demo_cmd",
+    "doctor": "doctor_cmd",
 }
 
 

@@ -4,31 +4,46 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from edgeseg.errors import ModelFileError
+from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.runtime.backends.base import Backend, TensorSpec
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt")
+# Backend names the CLI's --backend accepts. 'auto' picks by suffix: .onnx -> ONNX Runtime on the best execution
+# provider available (TensorRT EP > CUDA EP > CPU), .engine -> TensorRT.
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt")
+
+# ONNX Runtime backend name -> the `provider` OnnxRuntimeBackend takes.
+_ORT_PROVIDERS = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
+_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def open_backend(path: str | Path, backend: str = "auto", **options) -> Backend:
-    """Open a model file with the backend its suffix calls for (.onnx -> ONNX Runtime, .engine -> TensorRT)."""
+    """Open a model file with `backend`; 'auto' goes by suffix (.onnx -> ONNX Runtime, best provider; .engine -> TensorRT)."""
     path = Path(path)
+    if backend not in BACKENDS:
+        raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if backend == "auto":
         if path.suffix == ".onnx":
-            backend = "onnxruntime"
-        elif path.suffix in (".engine", ".plan", ".trt"):
+            from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
+
+            return OnnxRuntimeBackend(path, provider="auto", **options)
+        if path.suffix in _ENGINE_SUFFIXES:
             backend = "tensorrt"
         else:
             raise ModelFileError(f"don't know how to run {path}: expected a .onnx or .engine file")
-    if backend == "onnxruntime":
+    if backend in _ORT_PROVIDERS:
+        if path.suffix in _ENGINE_SUFFIXES:
+            raise ConfigError(f"backend {backend!r} runs .onnx files; {path.name} is a TensorRT engine (--backend tensorrt)")
         from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
-        return OnnxRuntimeBackend(path, **options)
-    if backend == "tensorrt":
-        from edgeseg.runtime.backends.tensorrt import TensorRTBackend
+        return OnnxRuntimeBackend(path, provider=_ORT_PROVIDERS[backend], **options)
+    if path.suffix == ".onnx":
+        raise ConfigError(
+            f"backend 'tensorrt' runs engines; build one from {path.name} with `edgeseg export --engine`, "
+            "or run the .onnx with --backend onnxruntime-trt (ONNX Runtime's TensorRT execution provider)"
+        )
+    from edgeseg.runtime.backends.tensorrt import TensorRTBackend
 
-        return TensorRTBackend(path, **options)
-    raise ModelFileError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+    return TensorRTBackend(path, **options)
 
 
 __all__ = ["BACKENDS", "Backend", "TensorSpec", "open_backend"]
