@@ -6,7 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
-from edgeseg.errors import ConfigError
+from edgeseg.errors import ConfigError, OutputPathError
+from edgeseg.files import write_file
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -14,13 +15,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("model", nargs="?", help=".pt checkpoint, .onnx or .engine (omit with --pred)")
     parser.add_argument("--pred", help="folder of predicted class-id PNGs named like the dataset's images")
     parser.add_argument("--data", required=True, help="dataset folder, or 'synthetic'")
-    parser.add_argument("--split", default="val")
+    from edgeseg.runtime.backends import BACKENDS
+
+    parser.add_argument("--split", default="val", help="the dataset split to score")
     parser.add_argument("--json", dest="json_out", help="write the scores here")
+    parser.add_argument("--backend", default="auto", choices=BACKENDS,
+                        help="inference backend for .onnx/.engine models (auto: by file type and provider)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
     parser.set_defaults(func=run)
 
 
-def _predict_fn(model_path: Path):
+def _predict_fn(model_path: Path, backend: str = "auto"):
     """(predict function, class names) for a model file, importing torch only for .pt."""
     if model_path.suffix in (".pt", ".pth"):
         from edgeseg.training.checkpoint import load_model
@@ -30,7 +35,7 @@ def _predict_fn(model_path: Path):
         return TorchPredictor(model, meta).predict, meta
     from edgeseg.runtime.segmenter import Segmenter
 
-    segmenter = Segmenter(model_path)
+    segmenter = Segmenter(model_path, backend=backend)
     return segmenter.predict, segmenter.meta
 
 
@@ -40,11 +45,15 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.model is None) == (args.pred is None):
         raise ConfigError("give either a MODEL file or --pred PRED_DIR")
+    if args.limit is not None and args.limit < 1:
+        raise ConfigError(f"--limit must be at least 1 image, got {args.limit}")
+    if args.json_out and Path(args.json_out).is_dir():
+        raise OutputPathError(f"--json {args.json_out} is a folder; give a file name")
     if args.pred:
         dataset = open_dataset(args.data, args.split)
         scores = evaluate_pred_dir(args.pred, dataset, limit=args.limit)
     else:
-        predict, meta = _predict_fn(Path(args.model))
+        predict, meta = _predict_fn(Path(args.model), args.backend)
         dataset = open_dataset(args.data, args.split, synthetic_size=meta.input_size)
         scores = evaluate_predictor(predict, dataset, meta.classes, limit=args.limit)
     result = scores.to_dict()
@@ -55,7 +64,6 @@ def run(args: argparse.Namespace) -> int:
     for name, iou in scores.per_class_iou.items():
         print(f"  {name:<16} IoU {iou:.4f}")
     if args.json_out:
-        Path(args.json_out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json_out).write_text(json.dumps(result, indent=2))
+        write_file(args.json_out, json.dumps(result, indent=2) + "\n")
         print(f"wrote {args.json_out}")
     return 0
