@@ -33,11 +33,16 @@ class TensorSpec:
 class Backend(ABC):
     """Loads one model file and runs it on NCHW/NHWC numpy batches.
 
-    `infer` returns the graph's first output as a numpy array. Backends that keep buffers between calls
-    document whether the returned array is reused (the caller must copy it before the next call if so).
+    `infer` returns the graph's first output as a numpy array. Who owns it is part of the contract, stated by
+    `output_reused`:
+    - False (the default): the array belongs to the caller; later calls and close() never touch it.
+    - True: the array is a view of a buffer the backend reuses; it is valid until the next `infer` on this backend
+      (which overwrites it) and must be copied to be kept. Its memory is never freed under the view, so reading it
+      late is stale, never a use-after-free. `infer_owned` gives a caller-owned array either way.
     """
 
     name: str = "base"
+    output_reused: bool = False
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
@@ -77,6 +82,11 @@ class Backend(ABC):
         self.last_infer_ms = (time.perf_counter() - start) * 1e3
         return result
 
+    def infer_owned(self, batch: np.ndarray) -> np.ndarray:
+        """`infer`, with a result the caller owns whatever `output_reused` says (copied only when needed)."""
+        result = self.infer(batch)
+        return np.array(result, copy=True) if self.output_reused else result
+
     @property
     def max_batch(self) -> int | None:
         """Largest batch the model accepts, or None when the batch axis is dynamic and unbounded."""
@@ -87,6 +97,7 @@ class Backend(ABC):
         return {
             "backend": self.name,
             "path": str(self.path),
+            "output_reused": self.output_reused,
             "inputs": [(s.name, s.shape, str(s.dtype)) for s in self.inputs],
             "outputs": [(s.name, s.shape, str(s.dtype)) for s in self.outputs],
         }
