@@ -1,11 +1,16 @@
 """Benchmark the pre/post-processing kernels: numpy reference vs OpenCV vs our C++ CPU kernels (vs our CUDA kernels
-when a GPU and CuPy or torch-CUDA are present).
+on a GPU).
 
     python benchmarks/bench_kernels.py [--min-time 0.3] [--sizes 360x480,512x1024,1080x1920] [--classes 11,19]
+                                       [--gpu auto|on|off] [--launches 50]
 
-Each case warms up, picks its iteration count from --min-time, and reports p50/p90/p99 latency and FPS. CUDA times
-come from CUDA events, with the achieved bandwidth (bytes read + written / time) next to the device's measured
-device-to-device copy bandwidth. The JSON goes to benchmarks/results/kernels_<device-tag>.json.
+Each case warms up, picks its iteration count from --min-time, and reports p50/p90/p99 latency and FPS. The GPU
+mode (cuda-python only, no CuPy/torch: `--gpu auto` runs it when edgeseg._C has CUDA kernels and a device is
+visible) calls the raw `_C.*_cuda` bindings on cudaMalloc'd buffers and times --launches back-to-back launches
+between one pair of CUDA events; each kernel's achieved bandwidth (bytes read + written / time) is reported next to
+the device's measured device-to-device copy bandwidth (`bandwidth_fraction_of_copy`), and `launch_bound` says when
+Python could not submit launches as fast as the GPU ran them. The JSON goes to
+benchmarks/results/kernels_<device-tag>.json.
 
 Cases, for a model resolution S = (H, W):
   preprocess          1080x1920 BGR frame -> (1, 3, H, W) float32, resized and normalised
@@ -72,79 +77,103 @@ def summarise(ms: np.ndarray) -> dict[str, Any]:
 
 
 class Cuda:
-    """CuPy or torch, whichever can see a GPU: device arrays, CUDA-event timing and D2D copy bandwidth."""
+    """GPU mode on cuda-python alone (no CuPy/torch): device buffers, the raw `_C.*_cuda` bindings, and timing of
+    `launches` back-to-back launches between ONE pair of CUDA events (per-launch time = elapsed / launches), so
+    event and Python call overheads are spread over many kernels. Also the device-to-device copy bandwidth that the
+    kernels' GB/s are compared with."""
 
-    def __init__(self) -> None:
-        self.lib = None
-        if importlib.util.find_spec("cupy") is not None:
-            import cupy
+    def __init__(self, mode: str = "auto", launches: int = 50) -> None:
+        self.rt: Any = None
+        self.launches = launches
+        self.reason = ""
+        try:
+            from edgeseg import _C
+        except ImportError as exc:
+            self.reason = f"edgeseg._C not importable: {exc}"
+            return
+        if mode == "off":
+            self.reason = "--gpu off"
+        elif not _C.has_cuda():
+            self.reason = "edgeseg._C was built without CUDA kernels"
+        elif _C.cuda_device_count() == 0:
+            self.reason = "no CUDA device"
+        elif importlib.util.find_spec("cuda") is None or importlib.util.find_spec("cuda.bindings") is None:
+            self.reason = "cuda-python (cuda.bindings) is not installed"
+        else:
+            from cuda.bindings import runtime as rt
 
-            try:
-                if cupy.cuda.runtime.getDeviceCount() > 0:
-                    self.lib, self.cp = "cupy", cupy
-            except cupy.cuda.runtime.CUDARuntimeError as exc:
-                print(f"cupy sees no GPU: {exc}", file=sys.stderr)
-        if self.lib is None and importlib.util.find_spec("torch") is not None:
-            import torch
-
-            if torch.cuda.is_available():
-                self.lib, self.torch = "torch", torch
+            self.rt = rt
+            self.stream = 0  # the legacy default stream: launches serialise, as in one pipeline stage
+            self.start = self.check(rt.cudaEventCreate(), "cudaEventCreate")
+            self.end = self.check(rt.cudaEventCreate(), "cudaEventCreate")
+            self.ptrs: list[int] = []
+        if mode == "on" and self.rt is None:
+            raise SystemExit(f"--gpu on: {self.reason}")
 
     @property
     def ok(self) -> bool:
-        return self.lib is not None and ops.cuda_available()
+        return self.rt is not None
+
+    def check(self, result: Any, what: str) -> Any:
+        err, *rest = result
+        if err != self.rt.cudaError_t.cudaSuccess:
+            raise RuntimeError(f"{what} failed: {self.rt.cudaGetErrorString(err)[1].decode()}")
+        return rest[0] if len(rest) == 1 else None
 
     def name(self) -> str:
-        if self.lib == "cupy":
-            return self.cp.cuda.runtime.getDeviceProperties(0)["name"].decode()
-        return self.torch.cuda.get_device_name(0)
+        props = self.check(self.rt.cudaGetDeviceProperties(0), "cudaGetDeviceProperties")
+        return props.name.decode().rstrip("\x00") if isinstance(props.name, bytes) else str(props.name)
 
-    def to_device(self, a: np.ndarray) -> Any:
-        if self.lib == "cupy":
-            return self.cp.asarray(a)
-        return self.torch.from_numpy(np.ascontiguousarray(a)).cuda()
+    def empty(self, nbytes: int) -> int:
+        ptr = int(self.check(self.rt.cudaMalloc(max(1, nbytes)), "cudaMalloc"))
+        self.ptrs.append(ptr)
+        return ptr
+
+    def to_device(self, a: np.ndarray) -> int:
+        a = np.ascontiguousarray(a)
+        ptr = self.empty(a.nbytes)
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self.check(self.rt.cudaMemcpy(ptr, a.ctypes.data, a.nbytes, kind), "cudaMemcpy")
+        return ptr
+
+    def free(self) -> None:
+        for ptr in self.ptrs:
+            self.rt.cudaFree(ptr)
+        self.ptrs = []
 
     def time(self, fn: Callable[[], Any], min_time: float) -> dict[str, Any]:
-        if self.lib == "cupy":
-            start, end, sync = self.cp.cuda.Event(), self.cp.cuda.Event(), self.cp.cuda.Device().synchronize
-
-            def elapsed() -> float:
-                return self.cp.cuda.get_elapsed_time(start, end)
-
-        else:
-            start, end = self.torch.cuda.Event(enable_timing=True), self.torch.cuda.Event(enable_timing=True)
-            sync = self.torch.cuda.synchronize
-
-            def elapsed() -> float:
-                return start.elapsed_time(end)
-
+        rt, launches = self.rt, self.launches
         for _ in range(5):
             fn()
-        sync()
-        t0 = time.perf_counter()
-        fn()
-        sync()
-        one = max(time.perf_counter() - t0, 1e-6)
-        iters = int(min(5000, max(20, math.ceil(min_time / one))))
-        samples = np.empty(iters)
-        for i in range(iters):
-            start.record()
-            fn()
-            end.record()
-            end.synchronize()
-            samples[i] = elapsed()
-        return summarise(samples)
+        self.check(rt.cudaDeviceSynchronize(), "warm-up")
+
+        def batch() -> tuple[float, float]:
+            """(GPU ms per launch from the event pair, host ms per launch to submit them)."""
+            self.check(rt.cudaEventRecord(self.start, self.stream), "cudaEventRecord")
+            t0 = time.perf_counter()
+            for _ in range(launches):
+                fn()
+            submit = (time.perf_counter() - t0) * 1e3 / launches
+            self.check(rt.cudaEventRecord(self.end, self.stream), "cudaEventRecord")
+            self.check(rt.cudaEventSynchronize(self.end), "cudaEventSynchronize")
+            ms = self.check(rt.cudaEventElapsedTime(self.start, self.end), "cudaEventElapsedTime")
+            return float(ms) / launches, submit
+
+        first, _ = batch()
+        batches = int(min(200, max(5, math.ceil(min_time / max(first * launches * 1e-3, 1e-6)))))
+        samples = np.array([batch() for _ in range(batches)])
+        stats = summarise(samples[:, 0])
+        stats["launches_per_event_pair"] = launches
+        # When submitting a launch takes as long as running it, the GPU waited for Python: a lower bound on speed.
+        stats["launch_bound"] = bool(np.median(samples[:, 1]) >= 0.9 * stats["latency_ms_p50"])
+        return stats
 
     def copy_bandwidth_gbps(self) -> float:
         n = 256 << 20
-        if self.lib == "cupy":
-            a, b = self.cp.empty(n, self.cp.uint8), self.cp.empty(n, self.cp.uint8)
-            r = self.time(lambda: b.__setitem__(slice(None), a), 0.2)
-        else:
-            a = self.torch.empty(n, dtype=self.torch.uint8, device="cuda")
-            b = self.torch.empty_like(a)
-            r = self.time(lambda: b.copy_(a), 0.2)
-        return 2 * n / (r["latency_ms_p50"] * 1e-3) / 1e9
+        a, b = self.empty(n), self.empty(n)
+        kind = self.rt.cudaMemcpyKind.cudaMemcpyDeviceToDevice
+        r = self.time(lambda: self.check(self.rt.cudaMemcpyAsync(b, a, n, kind, self.stream), "cudaMemcpyAsync"), 0.3)
+        return 2 * n / (r["latency_ms_p50"] * 1e-3) / 1e9  # bytes read + written, as for the kernels
 
 
 # ----- cases -------------------------------------------------------------------------------------------------------
@@ -192,63 +221,72 @@ def cases(size: tuple[int, int], classes: int, rng: np.random.Generator, cuda: C
     out_pre = np.empty((1, 3, H, W), np.float32)
     out_mask = np.empty((H, W), np.uint8)
     out_img = np.empty((H, W, 3), np.uint8)
-    dev: dict[str, Any] = {}
+    dev: dict[str, int] = {}
     if cuda.ok:
+        from edgeseg import _C
+
+        cuda.free()  # the previous size's buffers
         dev = {k: cuda.to_device(v) for k, v in dict(frame_cam=frame_cam, frame=frame, logits_full=logits_full,
                                                        logits_low=logits_low, mask=mask).items()}
-        dev["out_pre"] = cuda.to_device(out_pre)
-        dev["out_mask"] = cuda.to_device(out_mask)
-        dev["out_mask2"] = cuda.to_device(out_mask)
-        dev["out_img"] = cuda.to_device(out_img)
+        dev["out_pre"] = cuda.empty(out_pre.nbytes)
+        dev["out_mask"] = cuda.empty(out_mask.nbytes)
+        dev["out_img"] = cuda.empty(out_img.nbytes)
+        pal_bytes = pal.tobytes()
+        s = cuda.stream
 
     def gpu(fn: Callable[[], Any]) -> Callable[[], Any] | None:
         return fn if cuda.ok else None
 
+    # The raw bindings (what the TensorRT backend calls): device pointers, no per-call Python validation.
     yield "preprocess", None, FRAME[0] * FRAME[1] * 3 + 3 * H * W * 4, {
         "numpy": lambda: ref.preprocess(frame_cam, size, IMAGENET_MEAN, IMAGENET_STD),
         "opencv": lambda: opencv_preprocess(frame_cam, size, mean, std),
         "cpp": lambda: ops.preprocess(frame_cam, size, IMAGENET_MEAN, IMAGENET_STD, out=out_pre),
-        "cuda": gpu(lambda: ops.preprocess(dev["frame_cam"], size, IMAGENET_MEAN, IMAGENET_STD, out=dev["out_pre"])),
+        "cuda": gpu(lambda: _C.preprocess_cuda(dev["frame_cam"], *FRAME, FRAME[1] * 3, dev["out_pre"], H, W,
+                                               IMAGENET_MEAN, IMAGENET_STD, False, s)),
     }
     yield "argmax", classes, classes * H * W * 4 + H * W, {
         "numpy": lambda: ref.argmax(logits_full),
         "opencv": None,  # OpenCV has no argmax over channels
         "cpp": lambda: ops.argmax(logits_full, out=out_mask),
-        "cuda": gpu(lambda: ops.argmax(dev["logits_full"], out=dev["out_mask"])),
+        "cuda": gpu(lambda: _C.argmax_cuda(dev["logits_full"], False, classes, H, W, dev["out_mask"], False, s)),
     }
     yield "upsample_argmax", classes, classes * h * w * 4 + H * W, {
         "numpy": lambda: ref.upsample_argmax(logits_low, size, STRIDE),
         "opencv": lambda: opencv_upsample_argmax(logits_low, size),
         "cpp": lambda: ops.upsample_argmax(logits_low, size, STRIDE, out=out_mask),
-        "cuda": gpu(lambda: ops.upsample_argmax(dev["logits_low"], size, STRIDE, out=dev["out_mask"])),
+        "cuda": gpu(lambda: _C.upsample_argmax_cuda(dev["logits_low"], False, classes, h, w, STRIDE, dev["out_mask"],
+                                                    H, W, s)),
     }
     yield "colorize", classes, 4 * H * W, {
         "numpy": lambda: ref.colorize(mask, pal),
         "opencv": lambda: opencv_colorize(mask, lut),
         "cpp": lambda: ops.colorize(mask, pal, out=out_img),
-        "cuda": gpu(lambda: ops.colorize(dev["mask"], pal, out=dev["out_img"])),
+        "cuda": gpu(lambda: _C.colorize_cuda(dev["mask"], H, W, pal_bytes, dev["out_img"], s)),
     }
     yield "overlay", classes, 7 * H * W, {
         "numpy": lambda: ref.overlay(frame, mask, pal, alpha),
         "opencv": lambda: opencv_overlay(frame, mask, lut, alpha),
         "cpp": lambda: ops.overlay(frame, mask, pal, alpha, out=out_img),
-        "cuda": gpu(lambda: ops.overlay(dev["frame"], dev["mask"], pal, alpha, out=dev["out_img"])),
+        "cuda": gpu(lambda: _C.overlay_cuda(dev["frame"], H, W, dev["mask"], H, W, pal_bytes, alpha, dev["out_img"],
+                                            s)),
     }
     yield "post_upsample_overlay", classes, classes * h * w * 4 + 7 * H * W, {
         "numpy": lambda: ref.overlay(frame, ref.upsample_argmax(logits_low, size, STRIDE), pal, alpha),
         "opencv": lambda: opencv_overlay(frame, opencv_upsample_argmax(logits_low, size), lut, alpha),
         "cpp": lambda: ops.upsample_argmax_overlay(logits_low, frame, STRIDE, pal, alpha, mask_size=size,
                                                    out=out_img, mask_out=out_mask),
-        "cuda": gpu(lambda: ops.upsample_argmax_overlay(dev["logits_low"], dev["frame"], STRIDE, pal, alpha,
-                                                        mask_size=size, out=dev["out_img"],
-                                                        mask_out=dev["out_mask"])),
+        "cuda": gpu(lambda: _C.upsample_argmax_overlay_cuda(dev["logits_low"], False, classes, h, w, STRIDE,
+                                                            dev["out_mask"], H, W, dev["frame"], H, W, pal_bytes,
+                                                            alpha, dev["out_img"], s)),
     }
     yield "post_argmax_overlay", classes, classes * H * W * 4 + 7 * H * W, {
         "numpy": lambda: ref.overlay(frame, ref.argmax(logits_full), pal, alpha),
         "opencv": lambda: opencv_overlay(frame, np.argmax(logits_full, axis=0).astype(np.uint8), lut, alpha),
         "cpp": lambda: ops.overlay(frame, ops.argmax(logits_full, out=out_mask), pal, alpha, out=out_img),
-        "cuda": gpu(lambda: ops.overlay(dev["frame"], ops.argmax(dev["logits_full"], out=dev["out_mask2"]), pal,
-                                        alpha, out=dev["out_img"])),
+        "cuda": gpu(lambda: (_C.argmax_cuda(dev["logits_full"], False, classes, H, W, dev["out_mask"], False, s),
+                             _C.overlay_cuda(dev["frame"], H, W, dev["out_mask"], H, W, pal_bytes, alpha,
+                                             dev["out_img"], s))),
     }
 
 
@@ -274,12 +312,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--min-time", type=float, default=0.3, help="seconds of timed calls per case (default 0.3)")
     parser.add_argument("--sizes", default="360x480,512x1024,1080x1920")
     parser.add_argument("--classes", default="11,19")
+    parser.add_argument("--gpu", choices=("auto", "on", "off"), default="auto",
+                        help="CUDA kernels: auto (when a GPU is usable), on (fail without one), off")
+    parser.add_argument("--launches", type=int, default=50, help="GPU launches between one pair of CUDA events")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/kernels_<tag>.json)")
     args = parser.parse_args(argv)
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     class_counts = [int(c) for c in args.classes.split(",")]
 
-    cuda = Cuda()
+    cuda = Cuda(args.gpu, max(1, args.launches))
     cores = os.cpu_count() or 1
     device = {"cpu": cpu_model(), "cpu_cores": cores, "gpu": cuda.name() if cuda.ok else None}
     from edgeseg import _C  # noqa: F401 - the benchmark is about the compiled kernels
@@ -299,7 +340,7 @@ def main(argv: list[str] | None = None) -> int:
     rng = np.random.default_rng(0)
 
     results: list[dict[str, Any]] = []
-    print(f"device: {device}  copy bandwidth: {copy_gbps} GB/s")
+    print(f"device: {device}  copy bandwidth: {copy_gbps} GB/s" + ("" if cuda.ok else f"  (GPU: {cuda.reason})"))
     header = f"{'op':<22} {'size':>10} {'C':>3} {'impl':<7} {'p50 ms':>9} {'p90 ms':>9} {'x numpy':>8} {'GB/s':>7}"
     print(header + "\n" + "-" * len(header))
     for size in sizes:
@@ -314,7 +355,7 @@ def main(argv: list[str] | None = None) -> int:
                     row: dict[str, Any] = {"op": op, "size": list(size), "classes": c, "impl": impl}
                     if fn is None:
                         row.update(status="skipped",
-                                   reason="OpenCV has no such op" if impl == "opencv" else "no CUDA GPU + CuPy/torch")
+                                   reason="OpenCV has no such op" if impl == "opencv" else cuda.reason)
                         results.append(row)
                         continue
                     stats = cuda.time(fn, args.min_time) if impl == "cuda" else time_cpu(fn, args.min_time)
@@ -327,15 +368,20 @@ def main(argv: list[str] | None = None) -> int:
                     if impl == "cuda" and copy_gbps:
                         row["bandwidth_fraction_of_copy"] = round(gbps / copy_gbps, 3)
                     results.append(row)
+                    extra = ""
+                    if impl == "cuda" and copy_gbps:
+                        extra = f"  {100 * gbps / copy_gbps:.0f}% of copy" + (" (launch-bound)" if stats["launch_bound"]
+                                                                               else "")
                     print(f"{op:<22} {size[0]:>4}x{size[1]:<5} {c or '-':>3} {impl:<7} {stats['latency_ms_p50']:>9.3f} "
-                          f"{stats['latency_ms_p90']:>9.3f} {row['speedup_vs_numpy_p50'] or 0:>8.1f} {gbps:>7.2f}")
+                          f"{stats['latency_ms_p90']:>9.3f} {row['speedup_vs_numpy_p50'] or 0:>8.1f} {gbps:>7.2f}{extra}")
 
     report = {
         "benchmark": "edgeseg kernels",
         "device": device,
         "versions": versions,
         "settings": {"min_time_s": args.min_time, "stride": STRIDE, "preprocess_frame": list(FRAME),
-                     "timing": "perf_counter per call (CPU), CUDA events (GPU); warm-up before timing"},
+                     "timing": "perf_counter per call (CPU); GPU: one pair of CUDA events around "
+                               f"{cuda.launches} launches, per-launch time; warm-up before timing"},
         "device_copy_bandwidth_gbps": copy_gbps,
         "results": results,
     }

@@ -2,17 +2,18 @@
 arguments, allocates outputs and picks CPU or CUDA. CPU functions take C-contiguous numpy arrays and write into
 `out`/`mask`; they raise ValueError on arrays of the wrong dtype, rank, shape or layout. CUDA functions (present only
 when has_cuda() is True) take device pointers and a cudaStream_t as ints, run asynchronously on that stream and raise
-CudaError if the launch fails."""
+edgeseg.errors.CudaError (also reachable as _C.CudaError: the same class) if the launch fails. Resize sides are at
+most 32767 and strides at most 4096 (int32 coordinate maths); larger values raise ValueError."""
 
 from typing import Sequence
 
 import numpy as np
 import numpy.typing as npt
 
+from edgeseg.errors import CudaError as CudaError
+
 threading: str  # "std::thread pool"
 build_info: dict[str, object]  # {"cxx": ..., "cuda": "13.0" | None, "cuda_architectures": "87,86,89,90" | None}
-
-class CudaError(RuntimeError): ...
 
 def has_cuda() -> bool: ...
 def cuda_device_count() -> int: ...

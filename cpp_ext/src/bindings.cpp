@@ -69,6 +69,19 @@ Palette palette_from(const py::array& palette, float alpha) {
 
 inline int I(py::ssize_t v) { return static_cast<int>(v); }
 
+void need_resize_sizes(long long H, long long W, long long h, long long w) {
+    if (H < 1 || W < 1 || h < 1 || w < 1) fail("sizes must be >= 1");
+    if (H > kMaxResizeSide || W > kMaxResizeSide || h > kMaxResizeSide || w > kMaxResizeSide)
+        fail("frame and output sides must be at most " + std::to_string(kMaxResizeSide));
+}
+
+void need_stride(int stride) {
+    if (stride < 1 || stride > kMaxStride) fail("stride must be in 1.." + std::to_string(kMaxStride));
+}
+
+// edgeseg.errors.CudaError, looked up once at import; kept for the life of the process (never decref'd at exit).
+PyObject* g_cuda_error = nullptr;
+
 void preprocess(const py::array& frame, py::array& out, std::array<float, 3> mean, std::array<float, 3> std_) {
     need_u8(frame, "frame");
     if (frame.ndim() != 3 || frame.shape(2) != 3 || frame.strides(2) != 1 || frame.strides(1) != 3 ||
@@ -77,8 +90,8 @@ void preprocess(const py::array& frame, py::array& out, std::array<float, 3> mea
     need(out, "out", 4, true);
     const bool fp16 = float_kind(out, "out");
     if (out.shape(0) != 1 || out.shape(1) != 3) fail("out must have shape (1, 3, h, w)");
+    need_resize_sizes(frame.shape(0), frame.shape(1), out.shape(2), out.shape(3));
     const int H = I(frame.shape(0)), W = I(frame.shape(1)), h = I(out.shape(2)), w = I(out.shape(3));
-    if (H < 1 || W < 1 || h < 1 || w < 1) fail("sizes must be >= 1");
     for (int c = 0; c < 3; ++c)
         if (!(std_[c] != 0.f)) fail("std must be non-zero");
     const auto* src = static_cast<const uint8_t*>(frame.data());
@@ -112,7 +125,7 @@ void upsample_argmax(const py::array& logits, int stride, py::array& out) {
     const int C = I(logits.shape(0)), h = I(logits.shape(1)), w = I(logits.shape(2));
     const int H = I(out.shape(0)), W = I(out.shape(1));
     if (C < 1 || C > 256 || h < 1 || w < 1) fail("logits must be (C, h, w) with 1 <= C <= 256");
-    if (stride < 1) fail("stride must be >= 1");
+    need_stride(stride);
     if (H < 1 || W < 1 || H > static_cast<long long>(h) * stride || W > static_cast<long long>(w) * stride)
         fail("out size must be within (h * stride, w * stride)");
     const void* in = logits.data();
@@ -167,7 +180,7 @@ void upsample_argmax_overlay(const py::array& logits, int stride, py::array& mas
     const int C = I(logits.shape(0)), h = I(logits.shape(1)), w = I(logits.shape(2));
     const int Hm = I(mask.shape(0)), Wm = I(mask.shape(1));
     if (C < 1 || C > 256 || h < 1 || w < 1) fail("logits must be (C, h, w) with 1 <= C <= 256");
-    if (stride < 1) fail("stride must be >= 1");
+    need_stride(stride);
     if (Hm > static_cast<long long>(h) * stride || Wm > static_cast<long long>(w) * stride)
         fail("mask size must be within (h * stride, w * stride)");
     const Palette pal = palette_from(palette, alpha);
@@ -200,7 +213,18 @@ Palette palette_from_bytes(const py::bytes& palette, float alpha) {
 
 PYBIND11_MODULE(_C, m) {
     m.doc() = "EdgeSeg's compiled pre/post-processing kernels (private: use edgeseg.runtime.ops).";
-    py::register_exception<CudaError>(m, "CudaError", PyExc_RuntimeError);
+    // One CUDA error class for the whole package: a failed launch raises edgeseg.errors.CudaError (an
+    // EdgeSegError the CLI reports), whoever called the kernel. _C.CudaError is that same class.
+    py::object cuda_error = py::module_::import("edgeseg.errors").attr("CudaError");
+    g_cuda_error = cuda_error.inc_ref().ptr();
+    m.attr("CudaError") = cuda_error;
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (const CudaError& e) {
+            PyErr_SetString(g_cuda_error, e.what());
+        }
+    });
 
 #ifdef EDGESEG_WITH_CUDA
     m.def("has_cuda", [] { return true; }, "True when the CUDA kernels were compiled into this module.");
@@ -243,6 +267,8 @@ PYBIND11_MODULE(_C, m) {
         "preprocess_cuda",
         [](std::uintptr_t src, int H, int W, long long src_stride, std::uintptr_t dst, int h, int w,
            std::array<float, 3> mean, std::array<float, 3> std_, bool fp16, std::uintptr_t stream) {
+            need_resize_sizes(H, W, h, w);
+            if (src_stride < 3LL * W) fail("src_stride must be at least 3 * W bytes");
             py::gil_scoped_release release;
             cuda::preprocess(ptr<const uint8_t>(src), H, W, src_stride, ptr<void>(dst), h, w, mean.data(),
                              std_.data(), fp16, stream_of(stream));
@@ -262,6 +288,7 @@ PYBIND11_MODULE(_C, m) {
         "upsample_argmax_cuda",
         [](std::uintptr_t logits, bool fp16, int C, int h, int w, int stride, std::uintptr_t out, int H, int W,
            std::uintptr_t stream) {
+            need_stride(stride);
             py::gil_scoped_release release;
             cuda::upsample_argmax(ptr<const void>(logits), fp16, C, h, w, stride, ptr<uint8_t>(out), H, W,
                                   stream_of(stream));
@@ -292,6 +319,7 @@ PYBIND11_MODULE(_C, m) {
         [](std::uintptr_t logits, bool fp16, int C, int h, int w, int stride, std::uintptr_t mask, int Hm, int Wm,
            std::uintptr_t frame, int H, int W, const py::bytes& palette, float alpha, std::uintptr_t out,
            std::uintptr_t stream) {
+            need_stride(stride);
             const Palette pal = palette_from_bytes(palette, alpha);
             py::gil_scoped_release release;
             cuda::upsample_argmax_overlay(ptr<const void>(logits), fp16, C, h, w, stride, ptr<uint8_t>(mask), Hm, Wm,

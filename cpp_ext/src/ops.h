@@ -1,10 +1,22 @@
 // EdgeSeg pre/post-processing kernels: one header shared by the CPU (ops_cpu.cpp) and CUDA (ops_cuda.cu)
-// versions, so both use the same index maths, the same palette table and the same rounding.
+// versions. Every number a kernel writes comes from the ES_HD functions below, called with the same operands in the
+// same order on both sides, so the CPU and CUDA kernels agree bit for bit by construction. The numpy reference in
+// edgeseg/runtime/ops_reference.py implements exactly the same arithmetic and the tests hold the CPU kernels to it.
 //
-// Conventions (the numpy reference in edgeseg/runtime/ops_reference.py implements exactly these):
-//  * linear resize: src = (dst + 0.5) * (src_size / dst_size) - 0.5, i0 = floor(src) clamped to [0, n-1],
-//    i1 = min(i0 + 1, n-1), weight = src - i0 (0 when clamped). This is cv2.resize INTER_LINEAR and
-//    torch F.interpolate(mode="bilinear", align_corners=False).
+// Conventions:
+//  * resize coordinates (both resizes): src = (dst + 0.5) * src_size / dst_size - 0.5, computed EXACTLY in
+//    integers as i + r / d (src_pos), never in float, so no platform can round it differently.
+//  * preprocess: cv2.resize INTER_LINEAR for uint8, 11-bit fixed point: weight a1 = round_half_even(2048 * r / d),
+//    a0 = 2048 - a1; horizontal s = p0 * a0 + p1 * a1 (exact); vertical
+//    v = (((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2 (cv2's VResizeLinear, a uint8). Columns
+//    outside the image clamp the weight (a1 = 0, edge pixel), rows clamp only the row index (cv2 does both). cv2
+//    computes the coordinate in float32, we compute it exactly: the weights differ by one step for a few per mille
+//    of the columns/rows at large sizes, so results are within 1 LSB of cv2 and equal to it on most sizes.
+//    Then out = fma(v, scale[c], bias[c]) in float32 with scale = 1 / (255 std), bias = -mean / std rounded once
+//    from double (make_norm), so (v / 255 - mean) / std within an ulp; fp16 output rounds that float to nearest-even.
+//  * upsample_argmax: torch bilinear (align_corners=False) by an integer stride in float32; weight w = r / d
+//    (correctly rounded float division), clamped to 0 outside; vertical lerps first, then horizontal
+//    (upsample_value), lerp(a, b, w) = a + w * (b - a) with two roundings, never fused into an fma.
 //  * nearest resize: src = min(floor(dst * (1 / (dst_size / src_size))), src_size - 1), in double, which is
 //    cv2.resize INTER_NEAREST bit for bit (including its rounding of the scale).
 //  * argmax: the first maximum wins; a NaN counts as larger than every number and the first NaN wins
@@ -29,33 +41,156 @@
 
 namespace edgeseg {
 
-// Raised by check() when a CUDA call fails; the bindings turn it into edgeseg._C.CudaError (a RuntimeError).
+// Raised by check() when a CUDA call fails; the bindings translate it to edgeseg.errors.CudaError.
 struct CudaError : std::runtime_error {
     using std::runtime_error::runtime_error;
 };
 
-struct LinearCoord {
-    int i0, i1;
-    float w;  // value = a[i0] + w * (a[i1] - a[i0])
+// Largest frame / model side the resize accepts: keeps every product in src_pos and resize_weight inside int32
+// (|n| < 2 * dst_size * src_size <= 2^31, r << 11 < 2^31), so the device needs no 64-bit division.
+constexpr int kMaxResizeSide = 32767;
+// Largest upsample stride: r and d (< 2 * stride) stay exact as floats.
+constexpr int kMaxStride = 4096;
+
+// ---- resize coordinates -------------------------------------------------------------------------------------------
+
+struct SrcPos {
+    int i;     // floor(src)
+    int r, d;  // src - i = r / d exactly, 0 <= r < d
 };
 
-// `scale` is src_size / dst_size (or 1/stride for upsample_argmax). T is double on the CPU (tables are built once
-// per call) and float on the GPU (computed per thread).
-template <class T>
-ES_HD LinearCoord linear_coord(int dst, T scale, int src_size) {
-    T f = (static_cast<T>(dst) + T(0.5)) * scale - T(0.5);
-    int i0 = static_cast<int>(floor(f));
-    T w = f - static_cast<T>(i0);
+// src = (dst + 0.5) * p / q - 0.5 = ((2 dst + 1) p - q) / (2 q) for a resize by the ratio src/dst = p/q.
+ES_HD SrcPos src_pos(int dst, int p, int q) {
+    const int d = 2 * q, n = (2 * dst + 1) * p - q;
+    int i = n / d, r = n % d;  // C++ truncates towards zero: step back to the floor for negative n
+    if (r < 0) {
+        r += d;
+        --i;
+    }
+    return {i, r, d};
+}
+
+ES_HD int clamp_index(int i, int n) { return i < 0 ? 0 : (i > n - 1 ? n - 1 : i); }
+
+constexpr int kResizeBits = 11, kResizeOne = 1 << kResizeBits;  // cv2's INTER_RESIZE_COEF_BITS / _SCALE
+
+struct FixedTap {
+    int i0, i1;  // source indices (clamped)
+    int a0, a1;  // weights in 1/2048, a0 + a1 = 2048
+};
+
+// round_half_even(2048 * r / d): cv2 rounds its float weight with cvRound (ties to even).
+ES_HD int resize_weight(int r, int d) {
+    const int t = r << kResizeBits;
+    int q = t / d;
+    const int rem = t - q * d;
+    if (2 * rem > d || (2 * rem == d && (q & 1))) ++q;
+    return q;
+}
+
+// Columns: outside the image cv2 sets the weight to 0 and reads the edge pixel.
+ES_HD FixedTap resize_tap_x(int x, int dst_w, int src_w) {
+    const SrcPos s = src_pos(x, src_w, dst_w);
+    int i0 = s.i, a1 = resize_weight(s.r, s.d);
     if (i0 < 0) {
         i0 = 0;
-        w = T(0);
+        a1 = 0;
+    }
+    if (i0 >= src_w - 1) {
+        i0 = src_w - 1;
+        a1 = 0;
+    }
+    return {i0, i0 + 1 < src_w ? i0 + 1 : src_w - 1, kResizeOne - a1, a1};
+}
+
+// Rows: cv2 keeps the weights and clamps only the row indices; with the truncating vertical step below that is
+// not the same as clamping the weight, so follow cv2.
+ES_HD FixedTap resize_tap_y(int y, int dst_h, int src_h) {
+    const SrcPos s = src_pos(y, src_h, dst_h);
+    const int a1 = resize_weight(s.r, s.d);
+    return {clamp_index(s.i, src_h), clamp_index(s.i + 1, src_h), kResizeOne - a1, a1};
+}
+
+// Horizontal step: exact, at most 255 * 2048.
+ES_HD int resize_h(int p0, int p1, const FixedTap& t) { return p0 * t.a0 + p1 * t.a1; }
+
+// Vertical step, cv2's VResizeLinear<uchar> bit for bit (4 bits dropped, two 16x16 -> high-16 products, rounded
+// shift): 0..255.
+ES_HD int resize_v(int s0, int s1, const FixedTap& t) {
+    return (((t.a0 * (s0 >> 4)) >> 16) + ((t.a1 * (s1 >> 4)) >> 16) + 2) >> 2;
+}
+
+// ---- normalisation ------------------------------------------------------------------------------------------------
+
+struct Norm {
+    float scale[3], bias[3];  // per output (RGB) channel
+};
+
+// Rounded once from double on the host, so every backend multiplies by the same two floats.
+inline Norm make_norm(const float mean[3], const float std_[3]) {
+    Norm n;
+    for (int c = 0; c < 3; ++c) {
+        n.scale[c] = static_cast<float>(1.0 / (255.0 * static_cast<double>(std_[c])));
+        n.bias[c] = static_cast<float>(-static_cast<double>(mean[c]) / static_cast<double>(std_[c]));
+    }
+    return n;
+}
+
+// An explicit fma on both sides: left to itself, nvcc fuses v * scale + bias and a host compiler may not.
+ES_HD float normalise(int v, float scale, float bias) {
+#if defined(__CUDA_ARCH__)
+    return __fmaf_rn(static_cast<float>(v), scale, bias);
+#else
+    return std::fma(static_cast<float>(v), scale, bias);
+#endif
+}
+
+// ---- upsample_argmax interpolation ---------------------------------------------------------------------------------
+
+struct LinearTap {
+    int i0, i1;
+    float w;  // value = lerp(a[i0], a[i1], w)
+};
+
+ES_HD float div_rn(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fdiv_rn(a, b);  // IEEE division even under --use_fast_math
+#else
+    return a / b;
+#endif
+}
+
+// Source tap of output index `dst` for a bilinear upsampling by `stride` of `src_size` samples.
+ES_HD LinearTap upsample_tap(int dst, int stride, int src_size) {
+    const SrcPos s = src_pos(dst, 1, stride);
+    int i0 = s.i;
+    float w = div_rn(static_cast<float>(s.r), static_cast<float>(s.d));
+    if (i0 < 0) {
+        i0 = 0;
+        w = 0.f;
     }
     if (i0 >= src_size - 1) {
         i0 = src_size - 1;
-        w = T(0);
+        w = 0.f;
     }
-    const int i1 = i0 + 1 < src_size ? i0 + 1 : src_size - 1;
-    return {i0, i1, static_cast<float>(w)};
+    return {i0, i0 + 1 < src_size ? i0 + 1 : src_size - 1, w};
+}
+
+// a + w * (b - a) with a rounding after each operation. Never an fma: the device intrinsics cannot be fused, and the
+// host files are compiled with -ffp-contract=off (cpp_ext/CMakeLists.txt); numpy float32 computes the same.
+ES_HD float lerp(float a, float b, float w) {
+#if defined(__CUDA_ARCH__)
+    return __fadd_rn(a, __fmul_rn(w, __fsub_rn(b, a)));
+#else
+    return a + w * (b - a);
+#endif
+}
+
+// The logit at one output pixel from its four low-res neighbours (aRC: row tap R, column tap C): vertical lerps
+// first, then horizontal. The CPU kernel computes lerp(a0C, a1C, wy) once per low-res column and output row and
+// reuses it across the row: the same operands in the same order.
+ES_HD float upsample_value(float a00, float a01, float a10, float a11, float wx, float wy) {
+    return lerp(lerp(a00, a10, wy), lerp(a01, a11, wy), wx);
 }
 
 // cv2 INTER_NEAREST: inv_scale = 1 / (dst_size / src_size) computed in double, exactly as OpenCV does.

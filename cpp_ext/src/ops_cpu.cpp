@@ -153,71 +153,67 @@ inline float load(const uint16_t* p, std::size_t i) { return half_to_float(p[i])
 
 // --- preprocess --------------------------------------------------------------------------------------------------
 
-// Horizontal pass of one source row into three planar float rows in RGB order.
-void hresize_row(const uint8_t* row, int w, const int* xo0, const int* xo1, const float* wx, float* r, float* g,
-                 float* b) {
+// Horizontal step of one source row into three planar int rows in RGB order (resize_h, exact).
+void hresize_row(const uint8_t* row, int w, const FixedTap* tx, int32_t* r, int32_t* g, int32_t* b) {
     for (int x = 0; x < w; ++x) {
-        const uint8_t* p0 = row + xo0[x];
-        const uint8_t* p1 = row + xo1[x];
-        const float a = wx[x];
-        b[x] = p0[0] + a * (static_cast<float>(p1[0]) - p0[0]);
-        g[x] = p0[1] + a * (static_cast<float>(p1[1]) - p0[1]);
-        r[x] = p0[2] + a * (static_cast<float>(p1[2]) - p0[2]);
+        const FixedTap& t = tx[x];
+        const uint8_t* p0 = row + 3 * t.i0;
+        const uint8_t* p1 = row + 3 * t.i1;
+        b[x] = resize_h(p0[0], p1[0], t);
+        g[x] = resize_h(p0[1], p1[1], t);
+        r[x] = resize_h(p0[2], p1[2], t);
     }
 }
 
+// The vertical step gives a uint8, so normalise() is a 256-entry table per channel: the same floats the CUDA kernel
+// computes per pixel, for a table look-up here.
 template <class Out>
-void store(Out* dst, const float* r0, const float* r1, float wy, float scale, float bias, int w);
-
+Out normalised(int v, float scale, float bias);
 template <>
-void store<float>(float* dst, const float* r0, const float* r1, float wy, float scale, float bias, int w) {
-    for (int x = 0; x < w; ++x) dst[x] = (r0[x] + wy * (r1[x] - r0[x])) * scale + bias;
+float normalised<float>(int v, float scale, float bias) {
+    return normalise(v, scale, bias);
+}
+template <>
+uint16_t normalised<uint16_t>(int v, float scale, float bias) {
+    return float_to_half(normalise(v, scale, bias));
 }
 
-template <>
-void store<uint16_t>(uint16_t* dst, const float* r0, const float* r1, float wy, float scale, float bias, int w) {
-    for (int x = 0; x < w; ++x) dst[x] = float_to_half((r0[x] + wy * (r1[x] - r0[x])) * scale + bias);
+template <class Out>
+void vresize_row(Out* dst, const int32_t* s0, const int32_t* s1, const FixedTap& ty, const Out* lut, int w) {
+    for (int x = 0; x < w; ++x) dst[x] = lut[resize_v(s0[x], s1[x], ty)];
 }
 
 template <class Out>
 void preprocess_impl(const uint8_t* src, int H, int W, std::ptrdiff_t stride, Out* dst, int h, int w,
                      const float mean[3], const float std_[3]) {
-    std::vector<int> xo0(w), xo1(w);
-    std::vector<float> wx(w);
-    const double sx = static_cast<double>(W) / w, sy = static_cast<double>(H) / h;
-    for (int x = 0; x < w; ++x) {
-        const LinearCoord c = linear_coord<double>(x, sx, W);
-        xo0[x] = 3 * c.i0;
-        xo1[x] = 3 * c.i1;
-        wx[x] = c.w;
-    }
-    float scale[3], bias[3];
-    for (int c = 0; c < 3; ++c) {  // output channel c is RGB; mean/std are given in RGB order
-        scale[c] = static_cast<float>(1.0 / (255.0 * std_[c]));
-        bias[c] = static_cast<float>(-static_cast<double>(mean[c]) / std_[c]);
-    }
+    std::vector<FixedTap> tx(w);
+    for (int x = 0; x < w; ++x) tx[x] = resize_tap_x(x, w, W);
+    const Norm norm = make_norm(mean, std_);
+    Out lut[3][256];
+    for (int c = 0; c < 3; ++c)  // output channel c is RGB; mean/std are given in RGB order
+        for (int v = 0; v < 256; ++v) lut[c][v] = normalised<Out>(v, norm.scale[c], norm.bias[c]);
     const std::size_t plane = static_cast<std::size_t>(h) * w;
     parallel_ranges(h, static_cast<long long>(h) * w * 3, [&](int y_begin, int y_end) {
-        thread_local std::vector<float> buf;
-        float* rows = scratch(buf, static_cast<std::size_t>(6) * w);
-        float* slot[2] = {rows, rows + 3 * w};  // two cached source rows, planar RGB
+        thread_local std::vector<int32_t> buf;
+        int32_t* rows = scratch(buf, static_cast<std::size_t>(6) * w);
+        int32_t* slot[2] = {rows, rows + 3 * w};  // two cached source rows, planar RGB
         int slot_row[2] = {-1, -1};
-        auto get_row = [&](int sy_row, int avoid) -> float* {
+        auto get_row = [&](int sy_row, int avoid) -> int32_t* {
             for (int s = 0; s < 2; ++s)
                 if (slot_row[s] == sy_row) return slot[s];
             const int s = (slot_row[0] == avoid) ? 1 : 0;
-            float* p = slot[s];
-            hresize_row(src + stride * sy_row, w, xo0.data(), xo1.data(), wx.data(), p, p + w, p + 2 * w);
+            int32_t* p = slot[s];
+            hresize_row(src + stride * sy_row, w, tx.data(), p, p + w, p + 2 * w);
             slot_row[s] = sy_row;
             return p;
         };
         for (int y = y_begin; y < y_end; ++y) {
-            const LinearCoord cy = linear_coord<double>(y, sy, H);
-            float* r0 = get_row(cy.i0, -1);
-            float* r1 = cy.i1 == cy.i0 ? r0 : get_row(cy.i1, cy.i0);
+            const FixedTap ty = resize_tap_y(y, h, H);
+            int32_t* r0 = get_row(ty.i0, -1);
+            int32_t* r1 = ty.i1 == ty.i0 ? r0 : get_row(ty.i1, ty.i0);
             for (int c = 0; c < 3; ++c)
-                store<Out>(dst + c * plane + static_cast<std::size_t>(y) * w, r0 + c * w, r1 + c * w, cy.w, scale[c],
-                           bias[c], w);
+                vresize_row<Out>(dst + c * plane + static_cast<std::size_t>(y) * w, r0 + c * w, r1 + c * w, ty, lut[c],
+                                 w);
         }
     });
 }
@@ -267,33 +263,30 @@ void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uin
     float* best = scratch(bbuf, static_cast<std::size_t>(W));
     int32_t* idx = scratch(ibuf, static_cast<std::size_t>(W));
     const std::size_t plane = static_cast<std::size_t>(h) * w;
-    const double inv_stride = 1.0 / stride;
     for (int y = y_begin; y < y_end; ++y) {
-        const LinearCoord cy = linear_coord<double>(y, inv_stride, h);
-        for (int c = 0; c < C; ++c) {  // vertical pass: C low-res rows of width w
-            const In* r0 = logits + c * plane + static_cast<std::size_t>(cy.i0) * w;
-            const In* r1 = logits + c * plane + static_cast<std::size_t>(cy.i1) * w;
+        const LinearTap ty = upsample_tap(y, stride, h);
+        const float wy = ty.w;
+        for (int c = 0; c < C; ++c) {  // vertical lerps of upsample_value, once per low-res column
+            const In* r0 = logits + c * plane + static_cast<std::size_t>(ty.i0) * w;
+            const In* r1 = logits + c * plane + static_cast<std::size_t>(ty.i1) * w;
             float* tc = t + static_cast<std::size_t>(c) * w;
-            for (int x = 0; x < w; ++x) {
-                const float a = load(r0, x);
-                tc[x] = a + cy.w * (load(r1, x) - a);
-            }
+            for (int x = 0; x < w; ++x) tc[x] = lerp(load(r0, x), load(r1, x), wy);
         }
-        for (int c = 0; c < C; ++c) {  // horizontal pass fused with the running argmax
+        for (int c = 0; c < C; ++c) {  // its horizontal lerp, fused with the running argmax
             const float* tc = t + static_cast<std::size_t>(c) * w;
             for (const Run& run : runs) {
-                const float a = tc[run.i0], d = tc[run.i1] - a;
+                const float a = tc[run.i0], b = tc[run.i1];
                 const int x_begin = run.begin, x_end = run.end;  // locals: idx (int32) could alias the Run
                 if (c == 0) {
                     for (int x = x_begin; x < x_end; ++x) {
-                        best[x] = a + d * wx[x];
+                        best[x] = lerp(a, b, wx[x]);
                         idx[x] = 0;
                     }
                 } else {
                     for (int x = x_begin; x < x_end; ++x) {
-                        const float v = a + d * wx[x], b = best[x];
-                        const bool take = !(v <= b) & (b == b);  // takes_over(), branch-free
-                        best[x] = take ? v : b;
+                        const float v = lerp(a, b, wx[x]), bv = best[x];
+                        const bool take = !(v <= bv) & (bv == bv);  // takes_over(), branch-free
+                        best[x] = take ? v : bv;
                         idx[x] = take ? c : idx[x];
                     }
                 }
@@ -308,9 +301,8 @@ void upsample_argmax_any(const void* logits, bool fp16, int C, int h, int w, int
                          int W) {
     std::vector<float> wx(W);
     std::vector<Run> runs;
-    const double inv_stride = 1.0 / stride;
     for (int x = 0; x < W; ++x) {
-        const LinearCoord c = linear_coord<double>(x, inv_stride, w);
+        const LinearTap c = upsample_tap(x, stride, w);
         wx[x] = c.w;
         if (runs.empty() || runs.back().i0 != c.i0 || runs.back().i1 != c.i1) runs.push_back({x, x, c.i0, c.i1});
         runs.back().end = x + 1;

@@ -29,26 +29,22 @@ __device__ __forceinline__ float ld(const __half* p, size_t i) { return __half2f
 __device__ __forceinline__ void st(float* p, size_t i, float v) { p[i] = v; }
 __device__ __forceinline__ void st(__half* p, size_t i, float v) { p[i] = __float2half_rn(v); }
 
-struct Norm {
-    float scale[3], bias[3];
-};
-
+// Per thread: the header's resize_tap_x/y, resize_h, resize_v and normalise, exactly what the CPU kernel computes.
 template <class Out>
 __global__ void preprocess_kernel(const uint8_t* __restrict__ src, int H, int W, long long stride,
-                                  Out* __restrict__ dst, int h, int w, float sx, float sy, Norm norm) {
+                                  Out* __restrict__ dst, int h, int w, Norm norm) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= w || y >= h) return;
-    const LinearCoord cx = linear_coord<float>(x, sx, W), cy = linear_coord<float>(y, sy, H);
-    const uint8_t* r0 = src + cy.i0 * stride;
-    const uint8_t* r1 = src + cy.i1 * stride;
+    const FixedTap tx = resize_tap_x(x, w, W), ty = resize_tap_y(y, h, H);
+    const uint8_t* r0 = src + ty.i0 * stride;
+    const uint8_t* r1 = src + ty.i1 * stride;
     const size_t plane = static_cast<size_t>(h) * w, o = static_cast<size_t>(y) * w + x;
 #pragma unroll
     for (int c = 0; c < 3; ++c) {  // c is the BGR source channel, written to RGB plane 2 - c
-        const float a0 = r0[3 * cx.i0 + c], b0 = r0[3 * cx.i1 + c];
-        const float a1 = r1[3 * cx.i0 + c], b1 = r1[3 * cx.i1 + c];
-        const float top = a0 + cx.w * (b0 - a0), bot = a1 + cx.w * (b1 - a1);
+        const int s0 = resize_h(r0[3 * tx.i0 + c], r0[3 * tx.i1 + c], tx);
+        const int s1 = resize_h(r1[3 * tx.i0 + c], r1[3 * tx.i1 + c], tx);
         const int oc = 2 - c;
-        st(dst, oc * plane + o, (top + cy.w * (bot - top)) * norm.scale[oc] + norm.bias[oc]);
+        st(dst, oc * plane + o, normalise(resize_v(s0, s1, ty), norm.scale[oc], norm.bias[oc]));
     }
 }
 
@@ -69,19 +65,17 @@ __global__ void argmax_kernel(const In* __restrict__ logits, int C, size_t N, Ou
 }
 
 template <class In>
-__device__ __forceinline__ int upsample_argmax_at(const In* __restrict__ logits, int C, int h, int w, float inv_stride,
+__device__ __forceinline__ int upsample_argmax_at(const In* __restrict__ logits, int C, int h, int w, int stride,
                                                   int x, int y) {
-    const LinearCoord cx = linear_coord<float>(x, inv_stride, w), cy = linear_coord<float>(y, inv_stride, h);
+    const LinearTap tx = upsample_tap(x, stride, w), ty = upsample_tap(y, stride, h);
     const size_t plane = static_cast<size_t>(h) * w;
-    const size_t o00 = static_cast<size_t>(cy.i0) * w + cx.i0, o01 = static_cast<size_t>(cy.i0) * w + cx.i1;
-    const size_t o10 = static_cast<size_t>(cy.i1) * w + cx.i0, o11 = static_cast<size_t>(cy.i1) * w + cx.i1;
+    const size_t o00 = static_cast<size_t>(ty.i0) * w + tx.i0, o01 = static_cast<size_t>(ty.i0) * w + tx.i1;
+    const size_t o10 = static_cast<size_t>(ty.i1) * w + tx.i0, o11 = static_cast<size_t>(ty.i1) * w + tx.i1;
     float best = 0.f;
     int idx = 0;
     for (int c = 0; c < C; ++c) {
         const In* p = logits + c * plane;
-        const float a0 = ld(p, o00), b0 = ld(p, o01), a1 = ld(p, o10), b1 = ld(p, o11);
-        const float top = a0 + cx.w * (b0 - a0), bot = a1 + cx.w * (b1 - a1);
-        const float v = top + cy.w * (bot - top);
+        const float v = upsample_value(ld(p, o00), ld(p, o01), ld(p, o10), ld(p, o11), tx.w, ty.w);
         if (c == 0 || takes_over(v, best)) {
             best = v;
             idx = c;
@@ -91,11 +85,11 @@ __device__ __forceinline__ int upsample_argmax_at(const In* __restrict__ logits,
 }
 
 template <class In>
-__global__ void upsample_argmax_kernel(const In* __restrict__ logits, int C, int h, int w, float inv_stride,
+__global__ void upsample_argmax_kernel(const In* __restrict__ logits, int C, int h, int w, int stride,
                                        uint8_t* __restrict__ out, int H, int W) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= W || y >= H) return;
-    out[static_cast<size_t>(y) * W + x] = static_cast<uint8_t>(upsample_argmax_at(logits, C, h, w, inv_stride, x, y));
+    out[static_cast<size_t>(y) * W + x] = static_cast<uint8_t>(upsample_argmax_at(logits, C, h, w, stride, x, y));
 }
 
 __device__ __forceinline__ void load_palette(const Palette& pal, uint8_t (&colour)[256][3], uint16_t (&weight)[256]) {
@@ -138,15 +132,6 @@ __global__ void overlay_kernel(const uint8_t* __restrict__ frame, int H, int W, 
     out[i + 2] = blend(frame[i + 2], colour[k][2], a);
 }
 
-Norm make_norm(const float mean[3], const float std_[3]) {
-    Norm n;
-    for (int c = 0; c < 3; ++c) {
-        n.scale[c] = static_cast<float>(1.0 / (255.0 * std_[c]));
-        n.bias[c] = static_cast<float>(-static_cast<double>(mean[c]) / std_[c]);
-    }
-    return n;
-}
-
 }  // namespace
 
 std::string compiler_version() {
@@ -164,15 +149,14 @@ int device_count() {
 
 void preprocess(const uint8_t* src, int H, int W, std::ptrdiff_t src_row_stride, void* dst, int h, int w,
                 const float mean[3], const float std_[3], bool fp16, void* stream) {
-    const float sx = static_cast<float>(static_cast<double>(W) / w), sy = static_cast<float>(static_cast<double>(H) / h);
     const Norm norm = make_norm(mean, std_);
     const dim3 block(kBX, kBY), grid = grid2d(w, h);
     if (fp16)
         preprocess_kernel<<<grid, block, 0, as_stream(stream)>>>(src, H, W, src_row_stride, static_cast<__half*>(dst),
-                                                                 h, w, sx, sy, norm);
+                                                                 h, w, norm);
     else
         preprocess_kernel<<<grid, block, 0, as_stream(stream)>>>(src, H, W, src_row_stride, static_cast<float*>(dst),
-                                                                 h, w, sx, sy, norm);
+                                                                 h, w, norm);
     check(cudaGetLastError(), "preprocess");
 }
 
@@ -200,13 +184,12 @@ void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool 
 void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W,
                      void* stream) {
     const dim3 block(kBX, kBY), grid = grid2d(W, H);
-    const float inv = static_cast<float>(1.0 / stride);
     if (fp16)
-        upsample_argmax_kernel<<<grid, block, 0, as_stream(stream)>>>(static_cast<const __half*>(logits), C, h, w, inv,
-                                                                      out, H, W);
+        upsample_argmax_kernel<<<grid, block, 0, as_stream(stream)>>>(static_cast<const __half*>(logits), C, h, w,
+                                                                      stride, out, H, W);
     else
-        upsample_argmax_kernel<<<grid, block, 0, as_stream(stream)>>>(static_cast<const float*>(logits), C, h, w, inv,
-                                                                      out, H, W);
+        upsample_argmax_kernel<<<grid, block, 0, as_stream(stream)>>>(static_cast<const float*>(logits), C, h, w,
+                                                                      stride, out, H, W);
     check(cudaGetLastError(), "upsample_argmax");
 }
 

@@ -10,9 +10,10 @@
   Setting ``EDGESEG_KERNELS=numpy`` forces the reference.
 
 Every argument is checked here, before any compiled code runs; bad input raises :class:`DataError` (the
-frame, logits or mask) or :class:`ConfigError` (sizes, dtypes, palette, ``out=``) saying what to change.
+frame, logits or mask) or :class:`ConfigError` (sizes, dtypes, palette, ``out=``) saying what to change. A CUDA
+kernel whose launch fails raises :class:`edgeseg.errors.CudaError`, the package's one CUDA error class.
 The exact conventions (resize coordinates, NaN and tie rules, blend rounding, void classes) are documented in
-:mod:`edgeseg.runtime.ops_reference`, which defines what every backend computes.
+:mod:`edgeseg.runtime.ops_reference`, which computes what every backend computes, bit for bit.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any, NamedTuple, Sequence
 import numpy as np
 
 from edgeseg.config import size_hw
-from edgeseg.errors import BackendUnavailableError, ConfigError, DataError
+from edgeseg.errors import BackendUnavailableError, ConfigError, CudaError, DataError
 from edgeseg.runtime import ops_reference as _ref
 
 try:
@@ -48,6 +49,10 @@ __all__ = [
 ]
 
 _warned_fallback = False
+
+# The resize does its coordinate maths in int32 (cpp_ext/src/ops.h, kMaxResizeSide / kMaxStride).
+MAX_RESIZE_SIDE = 32767
+MAX_STRIDE = 4096
 
 
 def kernel_backend() -> str:
@@ -135,9 +140,16 @@ def _alpha(alpha: Any) -> float:
 
 
 def _stride(stride: Any) -> int:
-    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or stride < 1:
-        raise ConfigError(f"stride must be a positive integer (the model's output stride), got {stride!r}")
+    if isinstance(stride, bool) or not isinstance(stride, (int, np.integer)) or not 1 <= stride <= MAX_STRIDE:
+        raise ConfigError(f"stride must be an integer in 1..{MAX_STRIDE} (the model's output stride), got {stride!r}")
     return int(stride)
+
+
+def _resize_sizes(frame_hw: tuple[int, ...], out_hw: tuple[int, int]) -> None:
+    if max(frame_hw[:2]) > MAX_RESIZE_SIDE:
+        raise DataError(f"frame sides must be at most {MAX_RESIZE_SIDE} pixels, got {tuple(frame_hw[:2])}")
+    if max(out_hw) > MAX_RESIZE_SIDE:
+        raise ConfigError(f"out_size sides must be at most {MAX_RESIZE_SIDE} pixels, got {out_hw}")
 
 
 def _array(x: Any, name: str, dtypes: Sequence[Any], ndim: int, error: type = DataError) -> np.ndarray:
@@ -225,6 +237,20 @@ def _device_array(x: Any, name: str, dtypes: Sequence[Any], ndim: int) -> _Devic
     return _DeviceArray(x, int(cai["data"][0]), shape, dtype)
 
 
+def _launch(kernel: str, *args: Any) -> None:
+    """Call one of _C's CUDA entry points; a failed launch becomes edgeseg.errors.CudaError.
+
+    The extension registers that class itself, so this is only a guard for a build that raises a RuntimeError
+    subclass of its own (an older _C): the CLI and callers catch EdgeSegError and must get one."""
+    native = getattr(_C, "CudaError", CudaError)
+    try:
+        getattr(_C, kernel)(*args)
+    except native as exc:
+        if isinstance(exc, CudaError):
+            raise
+        raise CudaError(str(exc)) from exc
+
+
 def _require_cuda() -> Any:
     if _C is None or not _C.has_cuda():
         raise BackendUnavailableError(
@@ -284,9 +310,11 @@ def preprocess(
 ) -> Any:
     """BGR uint8 (H, W, 3) frame -> normalised RGB NCHW (1, 3, h, w) in one pass.
 
-    Bilinear resize with cv2.resize INTER_LINEAR's convention (within 1 uint8 LSB of cv2, which rounds to uint8
-    and uses 11-bit fixed-point weights), then ``(x / 255 - mean) / std`` with mean/std in RGB order.
-    `dtype` is float32 or float16. A numpy frame may be a crop (rows strided) as long as each row is contiguous.
+    Bilinear resize with cv2.resize INTER_LINEAR's 11-bit fixed-point arithmetic to uint8 (within 1 LSB of cv2,
+    equal on most sizes: cv2 rounds its coordinates in float32, we compute them exactly), then
+    ``(x / 255 - mean) / std`` as one float32 fma, with mean/std in RGB order. `dtype` is float32 or float16; CPU and
+    CUDA give the same bits. Frame and output sides are at most 32767. A numpy frame may be a crop (rows strided) as
+    long as each row is contiguous.
     """
     h, w = _size2(out_size, "out_size")
     mean3, std3 = _triple(mean, "mean"), _triple(std, "std")
@@ -294,17 +322,19 @@ def preprocess(
         raise ConfigError(f"std must be non-zero, got {std3}")
     dt = _float_dtype(dtype, "dtype")
     if _is_cuda(frame_bgr):
-        C = _require_cuda()
+        _require_cuda()
         src = _device_array(frame_bgr, "frame", (np.uint8,), 3)
         if src.shape[2] != 3:
             raise DataError(f"frame must be (H, W, 3), got {src.shape}")
+        _resize_sizes(src.shape, (h, w))
         dst = _device_out(out, frame_bgr, (1, 3, h, w), dt)
-        C.preprocess_cuda(
-            src.ptr, src.shape[0], src.shape[1], src.shape[1] * 3, dst.ptr, h, w, mean3, std3, dt == np.float16,
-            _stream_handle(stream, frame_bgr),
+        _launch(
+            "preprocess_cuda", src.ptr, src.shape[0], src.shape[1], src.shape[1] * 3, dst.ptr, h, w, mean3, std3,
+            dt == np.float16, _stream_handle(stream, frame_bgr),
         )
         return dst.obj
     frame = _frame(frame_bgr, rows_may_be_strided=True)
+    _resize_sizes(frame.shape, (h, w))
     result = _out(out, (1, 3, h, w), dt)
     if _use_cpp():
         _C.preprocess(frame, result, mean3, std3)
@@ -322,14 +352,14 @@ def argmax(logits: Any, out: Any = None, out_dtype: Any = np.uint8, stream: Any 
     if odt not in (np.uint8, np.int32):
         raise ConfigError(f"out_dtype must be uint8 or int32, got {odt}")
     if _is_cuda(logits):
-        C = _require_cuda()
+        _require_cuda()
         src = _device_array(logits, "logits", (np.float32, np.float16), 3)
         classes, H, W = src.shape
         if odt == np.uint8 and classes > 256:
             raise ConfigError(f"{classes} classes do not fit uint8: use out_dtype=np.int32")
         dst = _device_out(out, logits, (H, W), odt)
-        C.argmax_cuda(src.ptr, src.dtype == np.float16, classes, H, W, dst.ptr, odt == np.int32,
-                      _stream_handle(stream, logits))
+        _launch("argmax_cuda", src.ptr, src.dtype == np.float16, classes, H, W, dst.ptr, odt == np.int32,
+                _stream_handle(stream, logits))
         return dst.obj
     lg = _logits(logits)
     if odt == np.uint8 and lg.shape[0] > 256:
@@ -357,15 +387,16 @@ def _check_upsample(shape: tuple[int, ...], out_size: Any, stride: Any) -> tuple
 
 
 def upsample_argmax(logits: Any, out_size: tuple[int, int], stride: int, out: Any = None, stream: Any = None) -> Any:
-    """Bilinear upsampling of (C, h, w) logits by `stride` (torch align_corners=False), cropped to out_size
-    (H, W) <= (h*stride, w*stride), then argmax over C -> uint8 (H, W). Same tie/NaN rules as argmax."""
+    """Bilinear upsampling of (C, h, w) logits by `stride` (torch align_corners=False; float32, vertical then
+    horizontal, the same bits on CPU and CUDA), cropped to out_size (H, W) <= (h*stride, w*stride), then argmax over
+    C -> uint8 (H, W). Same tie/NaN rules as argmax."""
     if _is_cuda(logits):
-        C = _require_cuda()
+        _require_cuda()
         src = _device_array(logits, "logits", (np.float32, np.float16), 3)
         H, W, s = _check_upsample(src.shape, out_size, stride)
         dst = _device_out(out, logits, (H, W), np.dtype(np.uint8))
-        C.upsample_argmax_cuda(src.ptr, src.dtype == np.float16, *src.shape, s, dst.ptr, H, W,
-                               _stream_handle(stream, logits))
+        _launch("upsample_argmax_cuda", src.ptr, src.dtype == np.float16, *src.shape, s, dst.ptr, H, W,
+                _stream_handle(stream, logits))
         return dst.obj
     lg = _logits(logits)
     H, W, s = _check_upsample(lg.shape, out_size, stride)
@@ -381,10 +412,11 @@ def colorize(mask: Any, palette: Any, out: Any = None, stream: Any = None) -> An
     """(H, W) uint8 class ids -> (H, W, 3) uint8 colours from `palette` (K, 3); ids >= K (void) are black."""
     pal = _palette(palette, "palette")
     if _is_cuda(mask):
-        C = _require_cuda()
+        _require_cuda()
         m = _device_array(mask, "mask", (np.uint8,), 2)
         dst = _device_out(out, mask, (*m.shape, 3), np.dtype(np.uint8))
-        C.colorize_cuda(m.ptr, m.shape[0], m.shape[1], pal.tobytes(), dst.ptr, _stream_handle(stream, mask))
+        _launch("colorize_cuda", m.ptr, m.shape[0], m.shape[1], pal.tobytes(), dst.ptr,
+                _stream_handle(stream, mask))
         return dst.obj
     m = _array(mask, "mask", (np.uint8,), 2)
     result = _out(out, (*m.shape, 3), np.dtype(np.uint8))
@@ -404,7 +436,7 @@ def overlay(frame_bgr: Any, mask: Any, palette_bgr: Any, alpha: float = 0.5, out
     """
     pal, a = _palette(palette_bgr, "palette_bgr"), _alpha(alpha)
     if _is_cuda(frame_bgr):
-        C = _require_cuda()
+        _require_cuda()
         f = _device_array(frame_bgr, "frame", (np.uint8,), 3)
         m = _device_array(mask, "mask", (np.uint8,), 2) if _is_cuda(mask) else None
         if m is None:
@@ -412,8 +444,8 @@ def overlay(frame_bgr: Any, mask: Any, palette_bgr: Any, alpha: float = 0.5, out
         if f.shape[2] != 3:
             raise DataError(f"frame must be (H, W, 3), got {f.shape}")
         dst = _device_out(out, frame_bgr, f.shape, np.dtype(np.uint8))
-        C.overlay_cuda(f.ptr, f.shape[0], f.shape[1], m.ptr, m.shape[0], m.shape[1], pal.tobytes(), a, dst.ptr,
-                       _stream_handle(stream, frame_bgr))
+        _launch("overlay_cuda", f.ptr, f.shape[0], f.shape[1], m.ptr, m.shape[0], m.shape[1], pal.tobytes(), a,
+                dst.ptr, _stream_handle(stream, frame_bgr))
         return dst.obj
     frame = _frame(frame_bgr)
     m = _array(mask, "mask", (np.uint8,), 2)
@@ -443,7 +475,7 @@ def upsample_argmax_overlay(
     pal, a = _palette(palette_bgr, "palette_bgr"), _alpha(alpha)
     cuda = _is_cuda(logits)
     if cuda:
-        C = _require_cuda()
+        _require_cuda()
         src = _device_array(logits, "logits", (np.float32, np.float16), 3)
         shape = src.shape
     else:
@@ -461,9 +493,9 @@ def upsample_argmax_overlay(
             raise DataError(f"frame must be (H, W, 3), got {f.shape}")
         m = _device_out(mask_out, logits, (Hm, Wm), np.dtype(np.uint8), "mask_out")
         dst = _device_out(out, frame_bgr, f.shape, np.dtype(np.uint8))
-        C.upsample_argmax_overlay_cuda(
-            src.ptr, src.dtype == np.float16, *shape, s, m.ptr, Hm, Wm, f.ptr, f.shape[0], f.shape[1],
-            pal.tobytes(), a, dst.ptr, _stream_handle(stream, logits),
+        _launch(
+            "upsample_argmax_overlay_cuda", src.ptr, src.dtype == np.float16, *shape, s, m.ptr, Hm, Wm, f.ptr,
+            f.shape[0], f.shape[1], pal.tobytes(), a, dst.ptr, _stream_handle(stream, logits),
         )
         return (dst.obj, m.obj) if return_mask else dst.obj
     frame = _frame(frame_bgr)

@@ -1,14 +1,24 @@
-"""Plain numpy reference versions of the pre/post-processing kernels (float64 where it matters).
+"""Plain numpy reference versions of the pre/post-processing kernels: the same arithmetic, bit for bit.
 
-They define what the compiled kernels in `edgeseg._C` must compute, the tests compare against them, and
-`edgeseg.runtime.ops` falls back to them when the extension is not importable. They take already-validated
-arguments (use `edgeseg.runtime.ops` for checked, allocation-free calls) and never import torch.
+They define what the compiled kernels in `edgeseg._C` compute (the tests hold the C++ kernels to them exactly, and
+the CUDA kernels share the C++ kernels' arithmetic through cpp_ext/src/ops.h), and `edgeseg.runtime.ops` falls
+back to them when the extension is not importable. They take already-validated arguments (use
+`edgeseg.runtime.ops` for checked, allocation-free calls) and never import torch.
 
 Conventions, shared with cpp_ext/src/ops.h:
 
-* linear resize (``preprocess``, ``upsample_argmax``): ``src = (dst + 0.5) * (src_size / dst_size) - 0.5``,
-  ``i0 = floor(src)`` clamped to ``[0, n-1]``, ``i1 = min(i0 + 1, n-1)``, weight ``src - i0`` (0 when clamped);
-  this is cv2.resize ``INTER_LINEAR`` and torch ``F.interpolate(..., mode="bilinear", align_corners=False)``.
+* resize coordinates: ``src = (dst + 0.5) * src_size / dst_size - 0.5``, computed exactly in integers as
+  ``i + r / d`` (`src_pos`), so no platform can round it differently.
+* preprocess: cv2.resize ``INTER_LINEAR`` on uint8 in 11-bit fixed point (`resize_linear`): weight
+  ``a1 = round_half_even(2048 * r / d)``, ``a0 = 2048 - a1``; horizontal ``s = p0 * a0 + p1 * a1``; vertical
+  ``(((b0 * (s0 >> 4)) >> 16) + ((b1 * (s1 >> 4)) >> 16) + 2) >> 2``, a uint8. Columns outside the image clamp the
+  weight, rows only the row index (as cv2 does). cv2 computes the coordinate in float32, this exactly, so the two
+  agree within 1 LSB (exactly on most sizes). Then ``fma(v, scale, bias)`` in float32 with
+  ``scale = float32(1 / (255 std))`` and ``bias = float32(-mean / std)`` from double: ``(v / 255 - mean) / std``
+  within an ulp; float16 output rounds that float32 to nearest-even.
+* upsample_argmax: torch bilinear (``align_corners=False``) by an integer stride in float32: weight
+  ``float32(r) / float32(d)``, 0 outside; vertical lerps first, then horizontal, ``lerp(a, b, w) = a + w * (b - a)``
+  rounded after each operation (no fma); then argmax. `upsample_bilinear` is the float64 ideal it approximates.
 * nearest resize (``overlay``): ``src = min(floor(dst * (1 / (dst_size / src_size))), src_size - 1)`` in double,
   which is cv2.resize ``INTER_NEAREST`` exactly.
 * argmax: ``np.argmax`` (first maximum wins; NaN counts as the largest value and the first NaN wins).
@@ -25,27 +35,86 @@ __all__ = [
     "alpha_to_a8",
     "argmax",
     "colorize",
-    "linear_coords",
+    "fma_f32",
     "nearest_indices",
+    "normalise_lut",
     "overlay",
     "preprocess",
+    "resize_linear",
+    "resize_taps",
+    "src_pos",
     "upsample_argmax",
     "upsample_argmax_overlay",
     "upsample_bilinear",
+    "upsample_taps",
 ]
 
+RESIZE_BITS = 11
+RESIZE_ONE = 1 << RESIZE_BITS
 
-def linear_coords(dst_size: int, scale: float, src_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(i0, i1, weight) of each destination index for a half-pixel-centre linear resize; `scale` is src/dst."""
-    f = (np.arange(dst_size, dtype=np.float64) + 0.5) * float(scale) - 0.5
-    i0 = np.floor(f).astype(np.int64)
-    w = f - i0
-    low = i0 < 0
-    i0[low], w[low] = 0, 0.0
-    high = i0 >= src_size - 1
-    i0[high], w[high] = src_size - 1, 0.0
-    i1 = np.minimum(i0 + 1, src_size - 1)
-    return i0, i1, w
+
+def src_pos(dst_size: int, p: int, q: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """(i, r, d) with ``(dst + 0.5) * p / q - 0.5 == i + r / d`` exactly, ``0 <= r < d``, for dst in range(dst_size)."""
+    d = 2 * q
+    n = (2 * np.arange(dst_size, dtype=np.int64) + 1) * p - q
+    return n // d, n % d, d  # numpy's // and % floor, as src_pos() does after its fix-up
+
+
+def resize_taps(dst_size: int, src_size: int, clamp_weight: bool) -> tuple[np.ndarray, ...]:
+    """(i0, i1, a0, a1) of the fixed-point linear resize; `clamp_weight` for columns, not for rows (cv2's rule)."""
+    i, r, d = src_pos(dst_size, src_size, dst_size)
+    t = r << RESIZE_BITS
+    q, rem = t // d, t % d
+    a1 = q + ((2 * rem > d) | ((2 * rem == d) & (q % 2 == 1)))  # round half to even
+    if clamp_weight:
+        outside = (i < 0) | (i >= src_size - 1)
+        a1[outside] = 0
+        i0 = np.clip(i, 0, src_size - 1)
+        i1 = np.minimum(i0 + 1, src_size - 1)
+    else:
+        i0, i1 = np.clip(i, 0, src_size - 1), np.clip(i + 1, 0, src_size - 1)
+    return i0, i1, RESIZE_ONE - a1, a1
+
+
+def resize_linear(image: np.ndarray, out_size: tuple[int, int]) -> np.ndarray:
+    """uint8 (H, W, ...) -> uint8 (h, w, ...): cv2.resize INTER_LINEAR's fixed-point arithmetic, exact coordinates."""
+    h, w = out_size
+    H, W = image.shape[:2]
+    x0, x1, a0, a1 = resize_taps(w, W, clamp_weight=True)
+    y0, y1, b0, b1 = resize_taps(h, H, clamp_weight=False)
+    extra = (1,) * (image.ndim - 2)
+    img = image.astype(np.int64)
+    s = img[:, x0] * a0.reshape((1, -1) + extra) + img[:, x1] * a1.reshape((1, -1) + extra)
+    b0, b1 = b0.reshape((-1, 1) + extra), b1.reshape((-1, 1) + extra)
+    v = (((b0 * (s[y0] >> 4)) >> 16) + ((b1 * (s[y1] >> 4)) >> 16) + 2) >> 2
+    return v.astype(np.uint8)
+
+
+def fma_f32(a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """float32 fma(a, b, c) rounded once, as std::fma and __fmaf_rn compute it (numpy has no fma)."""
+    a64, b64, c64 = (np.asarray(v, np.float32).astype(np.float64) for v in (a, b, c))
+    with np.errstate(invalid="ignore", over="ignore"):
+        p = a64 * b64  # exact: 24 + 24 significant bits fit in float64's 53
+        s = p + c64
+        bb = s - p
+        err = (p - (s - bb)) + (c64 - bb)  # TwoSum: p + c == s + err exactly
+        f = s.astype(np.float32)
+        # Rounding s to float32 can differ from rounding p + c once only when s sits exactly halfway between two
+        # float32s while p + c does not: then the float32 on err's side is the right one.
+        g = np.nextafter(f, np.where(s > f, np.float32(np.inf), np.float32(-np.inf)))
+        halfway = (s != f) & (s == (f.astype(np.float64) + g.astype(np.float64)) / 2) & (err != 0)
+        toward = np.where(err > 0, np.maximum(f, g), np.minimum(f, g))
+    return np.where(halfway, toward, f)
+
+
+def normalise_lut(mean: tuple[float, float, float], std: tuple[float, float, float]) -> np.ndarray:
+    """(3, 256) float32: fma(v, scale, bias) of every uint8 v per RGB channel (make_norm + normalise in ops.h)."""
+    m = np.asarray(mean, np.float32).astype(np.float64)
+    sd = np.asarray(std, np.float32).astype(np.float64)
+    scale = (1.0 / (255.0 * sd)).astype(np.float32)
+    bias = (-m / sd).astype(np.float32)
+    v = np.arange(256, dtype=np.float32)
+    return fma_f32(v[None, :], scale[:, None], bias[:, None])
 
 
 def nearest_indices(dst_size: int, src_size: int) -> np.ndarray:
@@ -59,20 +128,6 @@ def alpha_to_a8(alpha: float) -> int:
     return int(min(256, max(0, np.floor(float(np.float32(alpha)) * 256.0 + 0.5))))
 
 
-def _resize_linear(image: np.ndarray, out_h: int, out_w: int) -> np.ndarray:
-    """Bilinear resize of an (H, W, ...) array in float64 with the convention above."""
-    H, W = image.shape[:2]
-    y0, y1, wy = linear_coords(out_h, H / out_h, H)
-    x0, x1, wx = linear_coords(out_w, W / out_w, W)
-    img = image.astype(np.float64)
-    extra = (1,) * (img.ndim - 2)
-    wy = wy.reshape((-1, 1) + extra)
-    wx = wx.reshape((1, -1) + extra)
-    top = img[y0][:, x0] * (1 - wx) + img[y0][:, x1] * wx
-    bottom = img[y1][:, x0] * (1 - wx) + img[y1][:, x1] * wx
-    return top * (1 - wy) + bottom * wy
-
-
 def preprocess(
     frame_bgr: np.ndarray,
     out_size: tuple[int, int],
@@ -80,11 +135,13 @@ def preprocess(
     std: tuple[float, float, float],
     dtype: type = np.float32,
 ) -> np.ndarray:
-    """Bilinear resize to out_size (h, w), BGR->RGB, (x/255 - mean)/std, as (1, 3, h, w) of `dtype`."""
-    h, w = out_size
-    rgb = _resize_linear(frame_bgr, h, w)[..., ::-1]
-    norm = (rgb / 255.0 - np.asarray(mean, np.float64)) / np.asarray(std, np.float64)
-    return np.ascontiguousarray(norm.transpose(2, 0, 1)[None]).astype(dtype)
+    """Fixed-point bilinear resize to out_size (h, w), BGR->RGB, fma normalisation in float32, as (1, 3, h, w).
+
+    float16 rounds the float32 result to nearest-even (what the kernels store); float64 widens it."""
+    small = resize_linear(frame_bgr, out_size)  # (h, w, 3) BGR uint8
+    lut = normalise_lut(mean, std)
+    rgb = np.stack([lut[c][small[..., 2 - c]] for c in range(3)])
+    return rgb[None].astype(dtype)
 
 
 def argmax(logits: np.ndarray, out_dtype: type = np.uint8) -> np.ndarray:
@@ -94,12 +151,29 @@ def argmax(logits: np.ndarray, out_dtype: type = np.uint8) -> np.ndarray:
     return np.argmax(logits, axis=0).astype(out_dtype)
 
 
+def upsample_taps(dst_size: int, stride: int, src_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(i0, i1, float32 weight) of each output index of a bilinear upsampling by `stride` (upsample_tap in ops.h)."""
+    i, r, d = src_pos(dst_size, 1, stride)
+    w = r.astype(np.float32) / np.float32(d)
+    outside = (i < 0) | (i >= src_size - 1)
+    w[outside] = 0
+    i0 = np.clip(i, 0, src_size - 1)
+    return i0, np.minimum(i0 + 1, src_size - 1), w
+
+
 def upsample_bilinear(logits: np.ndarray, stride: int, out_size: tuple[int, int]) -> np.ndarray:
-    """(C, h, w) -> float64 (C, H, W): torch-style bilinear upsampling by `stride`, cropped to out_size."""
+    """(C, h, w) -> float64 (C, H, W): the ideal, float64 torch-style bilinear upsampling by `stride`, cropped to
+    out_size. The kernels compute its float32 approximation (`upsample_argmax`)."""
     C, h, w = logits.shape
     H, W = out_size
-    y0, y1, wy = linear_coords(H, 1.0 / stride, h)
-    x0, x1, wx = linear_coords(W, 1.0 / stride, w)
+
+    def taps(n: int, size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        f = np.maximum((np.arange(n) + 0.5) / stride - 0.5, 0.0)
+        i0 = np.minimum(np.floor(f).astype(np.int64), size - 1)
+        return i0, np.minimum(i0 + 1, size - 1), np.where(i0 >= size - 1, 0.0, f - i0)
+
+    y0, y1, wy = taps(H, h)
+    x0, x1, wx = taps(W, w)
     lg = logits.astype(np.float64)
     top = lg[:, y0][:, :, x0] * (1 - wx) + lg[:, y0][:, :, x1] * wx
     bottom = lg[:, y1][:, :, x0] * (1 - wx) + lg[:, y1][:, :, x1] * wx
@@ -107,22 +181,23 @@ def upsample_bilinear(logits: np.ndarray, stride: int, out_size: tuple[int, int]
 
 
 def upsample_argmax(logits: np.ndarray, out_size: tuple[int, int], stride: int, rows_per_chunk: int = 64) -> np.ndarray:
-    """argmax over C of the float64 bilinear upsampling of (C, h, w) logits by `stride`, cropped to out_size."""
+    """argmax over C of the float32 bilinear upsampling of (C, h, w) logits by `stride`, cropped to out_size:
+    vertical lerps, then horizontal, each ``a + w * (b - a)`` in float32 (upsample_value in ops.h)."""
     if logits.ndim == 4:
         logits = logits[0]
     C, h, w = logits.shape
     H, W = out_size
     out = np.empty((H, W), np.uint8)
-    y0, y1, wy = linear_coords(H, 1.0 / stride, h)
-    x0, x1, wx = linear_coords(W, 1.0 / stride, w)
-    lg = logits.astype(np.float64)
-    cols0, cols1 = lg[:, :, x0], lg[:, :, x1]  # (C, h, W): horizontal pass once
-    horiz = cols0 * (1 - wx) + cols1 * wx
-    for start in range(0, H, rows_per_chunk):  # bounded memory for large frames
-        sl = slice(start, min(H, start + rows_per_chunk))
-        wys = wy[sl][:, None]
-        up = horiz[:, y0[sl]] * (1 - wys) + horiz[:, y1[sl]] * wys
-        out[sl] = np.argmax(up, axis=0)
+    y0, y1, wy = upsample_taps(H, stride, h)
+    x0, x1, wx = upsample_taps(W, stride, w)
+    lg = logits.astype(np.float32)  # float16 -> float32 is exact
+    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN here as in the kernels
+        for start in range(0, H, rows_per_chunk):  # bounded memory for large frames
+            sl = slice(start, min(H, start + rows_per_chunk))
+            r0, r1 = lg[:, y0[sl]], lg[:, y1[sl]]  # (C, rows, w)
+            t = r0 + wy[sl][:, None] * (r1 - r0)
+            a, b = t[:, :, x0], t[:, :, x1]
+            out[sl] = np.argmax(a + wx * (b - a), axis=0)
     return out
 
 
