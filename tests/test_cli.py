@@ -3,10 +3,12 @@
 import json
 
 import cv2
+import numpy as np
 import pytest
 
 from edgeseg.cli import main
 from edgeseg.data import write_synthetic_folder, write_synthetic_video
+from edgeseg.errors import ConfigError
 
 
 @pytest.fixture(scope="module")
@@ -72,21 +74,43 @@ def test_eval_model_and_pred_dir_agree(workspace, tmp_path):
     assert onnx_scores["num_images"] == pred_scores["num_images"] == 4
     for key in ("pixel_acc", "mean_acc", "miou", "fwiou"):
         assert pred_scores[key] == pytest.approx(onnx_scores[key], abs=1e-9)  # same runtime, same resize
-        assert pt_scores[key] == pytest.approx(onnx_scores[key], abs=0.02)  # torch vs ORT, ~1 LSB preprocessing
+        # torch and ORT share the ProcessingPlan: only float32 rounding in the graph differs (rare argmax ties)
+        assert pt_scores[key] == pytest.approx(onnx_scores[key], abs=2e-3)
     assert set(onnx_scores["per_class_iou"]) == set(json.loads((data / "classes.json").read_text())["classes"])
 
 
 @pytest.mark.slow
-def test_bench_reports_percentiles_per_stage(workspace, tmp_path):
+def test_bench_json_holds_the_percentiles_of_the_timed_samples(workspace, tmp_path, monkeypatch):
+    import edgeseg.bench
+
+    recorded: list[dict] = []
+    time_loop = edgeseg.bench.time_loop
+
+    def recording_time_loop(step, **options):
+        samples = time_loop(step, **options)
+        recorded.append(samples)
+        return samples
+
+    monkeypatch.setattr(edgeseg.bench, "time_loop", recording_time_loop)
     root, _ = workspace
     out = tmp_path / "bench.json"
     assert main(["bench", str(root / "export" / "model.onnx"), "--json", str(out), "--min-seconds", "0.2",
                  "--min-iters", "5", "--warmup", "1", "--frames", "3"]) == 0
     result = json.loads(out.read_text())
-    for stage in ("preprocess", "infer", "postprocess", "frame"):
+    (samples,) = recorded
+    assert set(result["stages"]) == set(samples) == {"preprocess", "infer", "postprocess", "frame"}
+    for stage, values in samples.items():
         summary = result["stages"][stage]
-        assert summary["latency_ms_p50"] <= summary["latency_ms_p90"] <= summary["latency_ms_p99"]
-    assert result["fps"] > 0 and result["device"]["cpu"]
+        assert summary["count"] == len(values) >= 5
+        p50, p90, p99 = np.percentile(np.asarray(values, np.float64), [50, 90, 99])
+        assert (summary["latency_ms_p50"], summary["latency_ms_p90"], summary["latency_ms_p99"]) == (p50, p90, p99)
+        assert summary["latency_ms_mean"] == pytest.approx(np.mean(values), rel=1e-12)
+        assert summary["latency_ms_max"] == max(values)
+    # each frame's time contains its three stages (all in ms: a unit slip in one stage would break this)
+    stage_sum = np.sum([samples[s] for s in ("preprocess", "infer", "postprocess")], axis=0)
+    assert (np.asarray(samples["frame"]) >= stage_sum).all()
+    assert result["fps"] == pytest.approx(1e3 / np.percentile(samples["frame"], 50), rel=1e-12)
+    assert result["frame_size"] == [360, 480] and result["device"]["cpu"]
 
 
 def test_clear_errors_exit_2(tmp_path, capsys):
@@ -127,4 +151,36 @@ def test_demo_runs_the_whole_path(tmp_path, capsys):
     assert len(list((out / "masks").glob("*.png"))) == 6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["stream"]["total"]["processed"] == summary["stream"]["total"]["read"] == 6
-    assert 0.0 <= summary["metrics"]["miou"] <= 1.0
+    # the reported mIoU is best.pt's on the val split, recomputed here by hand (IoU per class by set counting)
+    from edgeseg.data import open_dataset
+    from edgeseg.training.checkpoint import load_model
+    from edgeseg.training.predictor import TorchPredictor
+
+    model, meta = load_model(out / "train" / "best.pt")
+    predictor = TorchPredictor(model, meta)
+    val = open_dataset("synthetic", "val", synthetic_size=(64, 80))
+    inter, union = np.zeros(meta.num_classes), np.zeros(meta.num_classes)
+    for image, label in val:
+        pred = predictor.predict([np.ascontiguousarray(image[:, :, ::-1])])[0]
+        valid = label != 255
+        for c in range(meta.num_classes):
+            inter[c] += np.count_nonzero((label == c) & (pred == c) & valid)
+            union[c] += np.count_nonzero(((label == c) | (pred == c)) & valid)
+    miou = float(np.mean(inter[union > 0] / union[union > 0]))
+    assert summary["metrics"]["miou"] == pytest.approx(miou, abs=1e-12)
+    assert json.loads((out / "metrics.json").read_text())["miou"] == summary["metrics"]["miou"]
+    assert summary["metrics"]["num_images"] == len(val) == 64
+
+
+def test_demo_image_size_is_half_the_datasets_images(tmp_path):
+    """Without --image-size the demo trains at half the size of the data's images (read from the images)."""
+    import argparse
+
+    from edgeseg.cli.demo_cmd import _image_size
+
+    data = write_synthetic_folder(tmp_path / "data", n=1, size=(96, 130), val_count=1)
+    assert _image_size(argparse.Namespace(image_size=None, data=str(data))) == (48, 65)
+    assert _image_size(argparse.Namespace(image_size=None, data="synthetic")) == (128, 160)
+    assert _image_size(argparse.Namespace(image_size=[40, 56], data=str(data))) == (40, 56)
+    with pytest.raises(ConfigError, match="--image-size"):
+        _image_size(argparse.Namespace(image_size=[8, 56], data=str(data)))

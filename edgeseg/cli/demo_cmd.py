@@ -25,14 +25,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _image_size(args: argparse.Namespace) -> tuple[int, int]:
+    """--image-size, else half the size of the dataset's first training image (keeps a CPU demo within minutes),
+    else the synthetic default. The size is read from the data itself: no dataset file records it."""
+    from edgeseg.config import size_hw
+
     if args.image_size:
-        return tuple(args.image_size)
+        return size_hw(args.image_size, "--image-size", minimum=16)
     if args.data != "synthetic":
-        classes_json = Path(args.data) / "classes.json"
-        if classes_json.is_file():
-            size = json.loads(classes_json.read_text()).get("image_size_hw")
-            if size:  # half resolution keeps a CPU demo within minutes
-                return (int(size[0]) // 2, int(size[1]) // 2)
+        from edgeseg.data import open_dataset
+
+        height, width = open_dataset(args.data, "train")[0][0].shape[:2]
+        return size_hw((height // 2, width // 2), f"half the image size of {args.data}", minimum=16)
     return (128, 160)
 
 
@@ -54,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.data import open_dataset
     from edgeseg.evaluation import evaluate_predictor
     from edgeseg.export.pipeline import export_model
+    from edgeseg.files import write_file
     from edgeseg.pipeline import run_stream
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.training.checkpoint import load_model
@@ -80,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
     model, meta = load_model(out / "train" / "best.pt")
     val_set = open_dataset(args.data, "val", synthetic_size=size)
     scores = evaluate_predictor(TorchPredictor(model, meta).predict, val_set, meta.classes)
-    (out / "metrics.json").write_text(json.dumps(scores.to_dict(), indent=2))
+    write_file(out / "metrics.json", json.dumps(scores.to_dict(), indent=2))
     timings["eval_s"] = time.perf_counter() - t0
     print(f"      mIoU {scores.miou:.4f}, pixel acc {scores.pixel_acc:.4f}, mean acc {scores.mean_acc:.4f}, fwIoU {scores.fwiou:.4f}")
 
@@ -105,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         frames = _frames(source, 16, (size[0] * 2, size[1] * 2))
         latency = benchmark_segmenter(segmenter, frames, min_seconds=2.0)
     latency["device"] = device_info()
-    (out / "latency.json").write_text(json.dumps(latency, indent=2))
+    write_file(out / "latency.json", json.dumps(latency, indent=2))
     timings["total_s"] = time.perf_counter() - started
 
     summary = {
@@ -113,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
         "export": exported, "stream": stats.to_dict() if hasattr(stats, "to_dict") else stats,
         "latency_ms_p50": latency["stages"]["frame"]["latency_ms_p50"], "fps": latency["fps"], "timings": timings,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_file(out / "summary.json", json.dumps(summary, indent=2, default=str))
     print(f"done in {timings['total_s']:.0f} s: overlay {out / 'overlay.mp4'}, masks {out / 'masks'}, "
           f"metrics {out / 'metrics.json'}, latency {out / 'latency.json'} "
           f"(p50 {summary['latency_ms_p50']:.1f} ms/frame, {summary['fps']:.1f} FPS)")

@@ -1,36 +1,41 @@
-"""Predicting with a torch model on BGR frames, with the same resize/normalise arithmetic as the runtime."""
+"""Predicting with a torch model on BGR frames through the model's ProcessingPlan, like the runtime does.
+
+frames -> plan.preprocess (the runtime's C++ kernel) -> torch model -> logits (numpy) -> plan.postprocess. The
+torch model is the only difference from runtime.Segmenter, so the two give the same masks for the same weights.
+"""
 
 from __future__ import annotations
 
 from typing import Sequence
 
-import cv2
 import numpy as np
 import torch
 
 from edgeseg.config import ModelMeta
-from edgeseg.training.torch_data import normalize_rgb
+from edgeseg.runtime.plan import ProcessingPlan
 
 
 class TorchPredictor:
-    """`predict(frames_bgr) -> masks at the model's input size`, like runtime.Segmenter.predict."""
+    """`predict(frames_bgr) -> uint8 masks at the model's input size`, like runtime.Segmenter.predict."""
 
-    def __init__(self, model: torch.nn.Module, meta: ModelMeta, device: str = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module, meta: ModelMeta, device: str | torch.device = "cpu") -> None:
         self.model = model.eval().to(device)
         self.meta = meta
-        self.device = device
+        self.device = torch.device(device)
+        self.plan = ProcessingPlan.from_meta(meta)
 
-    def batch(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        height, width = self.meta.input_size
-        arrays = [
-            normalize_rgb(cv2.resize(f, (width, height), interpolation=cv2.INTER_LINEAR)[:, :, ::-1], self.meta.mean, self.meta.std)
-            for f in frames
-        ]
-        return torch.from_numpy(np.stack(arrays)).to(self.device)
+    def batch(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Frames -> the model's NCHW float32 input, exactly the runtime's preprocessing."""
+        return self.plan.preprocess(list(frames))
 
     @torch.no_grad()
-    def logits(self, frames: Sequence[np.ndarray]) -> torch.Tensor:
-        return self.model(self.batch(frames))
+    def logits(self, frames: Sequence[np.ndarray]) -> np.ndarray:
+        """Float32 logits (N, C, H, W) on the host."""
+        inputs = torch.from_numpy(self.batch(frames)).to(self.device)
+        return self.model(inputs).float().cpu().numpy()
 
     def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        return list(self.logits(frames).argmax(1).cpu().numpy().astype(np.uint8))
+        frames = list(frames)
+        if not frames:
+            return []
+        return self.plan.postprocess(self.logits(frames))

@@ -11,7 +11,11 @@ from edgeseg.data.transforms import EvalTransform, TrainTransform
 
 
 def normalize_rgb(image_rgb: np.ndarray, mean: Sequence[float], std: Sequence[float]) -> np.ndarray:
-    """uint8 HxWx3 RGB -> float32 3xHxW, (x/255 - mean)/std: the same arithmetic as the runtime's preprocess."""
+    """uint8 HxWx3 RGB -> float32 3xHxW, (x/255 - mean)/std, for training batches only.
+
+    Training augments RGB images already at their final size, so only the normalisation is needed here (within
+    1 LSB of the runtime's kernel, which does not matter for SGD). Everything that predicts or evaluates goes
+    through the model's ProcessingPlan instead (edgeseg.training.predictor.TorchPredictor)."""
     scaled = image_rgb.astype(np.float32) * np.float32(1.0 / 255.0)
     normed = (scaled - np.asarray(mean, np.float32)) / np.asarray(std, np.float32)
     return np.ascontiguousarray(normed.transpose(2, 0, 1))

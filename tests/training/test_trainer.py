@@ -37,6 +37,14 @@ def test_bad_options(tmp_path):
         train(_config(tmp_path, optimizer="rmsprop", epochs=1))
     with pytest.raises(ConfigError, match="no full batch"):
         train(_config(tmp_path, batch_size=64, epochs=1))
+    # config.size_hw parses the size: too small, or not a pair, is a ConfigError naming the option
+    with pytest.raises(ConfigError, match=r"--image-size must be at least 16x16"):
+        train(_config(tmp_path, image_size=(8, 80)))
+    with pytest.raises(ConfigError, match=r"--image-size must be \(height, width\)"):
+        train(_config(tmp_path, image_size=(64,)))
+    with pytest.raises(ConfigError, match="--class-weights"):
+        train(_config(tmp_path, class_weights="inverse"))
+    assert not (tmp_path / "run").exists()  # every option is checked before any work
 
 
 @pytest.mark.slow
