@@ -1,81 +1,251 @@
-"""The one table of export precisions and the options each allows, checked in one place (`check_request`).
+"""The one table of export formats: what each makes, with which step, from which options. Adding a format (a
+Triton model repository, say) is adding one `Format` row here; nothing else lists formats or their options.
 
-Each precision is one ONNX file (and optionally one engine) made by one small module:
-fp32 by onnx_export.onnx_from_torch, fp16 by fp16.fp16_from_onnx, int8 by int8.qdq_from_onnx; the graph edits
-(--argmax, --uint8-input) and the engine build (engine.engine_from_onnx) apply to every precision alike.
+Each `Format` row carries its step function, its options (CLI flag, type, choices, default, help text), which of
+them it requires, and its file names. `COMMON_OPTIONS` are the options every format shares (the graph's shape and
+edits, engines, the accuracy report). `edgeseg export` builds its arguments and its `--help` table from this table,
+`export_model` takes its keyword arguments from it, and `check_request` validates a whole request against it, once,
+before any slow work. Option defaults live here and nowhere else.
+
+This module imports no heavy dependency: the steps import their modules when they run.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Sequence
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Mapping, Sequence
 
+from edgeseg.config import INT8_TARGETS
 from edgeseg.errors import ConfigError
-from edgeseg.export.int8 import CALIB_METHODS
+from edgeseg.sidecar import FLAVOURS
 
-COMMON_OPTIONS = frozenset({"engine", "input_size", "dynamic", "argmax", "uint8_input", "lowres", "workspace_mb",
-                            "report_data", "miou_threshold"})
+
+def parse_shape(text: str) -> tuple[int, int, int, int]:
+    """'NxHxW' (e.g. 1x360x480) -> (N, 3, H, W): the 3 channels are implied."""
+    match = re.fullmatch(r"(\d+)x(\d+)x(\d+)", str(text).strip().lower())
+    if not match:
+        raise ValueError(f"shape {text!r} is not NxHxW, e.g. 1x360x480")
+    n, h, w = (int(v) for v in match.groups())
+    return (n, 3, h, w)
+
+
+def _dynamic_problem(value: Any) -> str | None:
+    from edgeseg.export.onnx_export import check_dynamic
+
+    check_dynamic(value)  # raises ConfigError naming what is wrong
+    return None
+
+
+def _at_least(minimum: float) -> Callable[[Any], str | None]:
+    return lambda value: None if value >= minimum else f"must be >= {minimum}, got {value}"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One export option: its keyword name (the CLI flag is derived from it) and how to parse and check it."""
+
+    name: str
+    help: str
+    type: Callable[[str], Any] | None = str  # None: a flag (store_true)
+    default: Any = None
+    choices: tuple[Any, ...] | None = None
+    nargs: int | None = None
+    metavar: str | tuple[str, ...] | None = None
+    check: Callable[[Any], str | None] | None = None  # returns what is wrong, or None
+    needs: str | None = None  # another option without which this one does nothing
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.name.replace("_", "-")
+
+    @property
+    def is_flag(self) -> bool:
+        return self.type is None
+
+    def validate(self, value: Any) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise ConfigError(f"{self.flag} {value!r} is not one of {list(self.choices)}")
+        problem = self.check(value) if self.check is not None else None
+        if problem:
+            raise ConfigError(f"{self.flag} {problem}")
+
+
+Step = Callable[..., Path]  # step(fp32_onnx_path, dst, *, progress, **its options) -> the written ONNX path
 
 
 @dataclass(frozen=True)
 class Format:
+    """One row of the table: a precision, the files it writes and the step that makes its ONNX file."""
+
     precision: str
+    description: str
     onnx_name: str
     engine_name: str
-    options: frozenset[str]  # options this precision accepts beyond COMMON_OPTIONS
-    requires: frozenset[str]  # options it cannot do without
-    description: str
+    step: Step
+    options: tuple[Option, ...] = ()
+    requires: frozenset[str] = field(default_factory=frozenset)
 
+    def option_names(self) -> list[str]:
+        return [o.name for o in self.options]
+
+
+# ----- steps: each imports its module only when it runs -------------------------------------------------------------
+def _fp32_step(fp32: Path, dst: Path, *, progress: bool) -> Path:
+    """The FP32 graph is onnx_from_torch's output itself (every other precision starts from it)."""
+    return fp32
+
+
+def _fp16_step(fp32: Path, dst: Path, *, progress: bool, fp16_io: bool) -> Path:
+    from edgeseg.export.fp16 import fp16_from_onnx
+
+    return fp16_from_onnx(fp32, dst, keep_io_types=not fp16_io)
+
+
+def _int8_step(fp32: Path, dst: Path, *, progress: bool, calib: Any, calib_frames: int, calib_method: str,
+               sensitivity: int, keep_head_float: bool, int8_target: str) -> Path:
+    from edgeseg.export.int8 import qdq_from_onnx
+
+    return qdq_from_onnx(fp32, dst, calib, num_frames=calib_frames, method=calib_method,
+                         keep_head_float=keep_head_float, sensitivity_top_k=sensitivity, target=int8_target,
+                         progress=progress)
+
+
+# ----- the table -------------------------------------------------------------------------------------------------
+COMMON_OPTIONS: tuple[Option, ...] = (
+    Option("engine", "also build a strongly typed TensorRT engine per precision (+ .json sidecar)", None, False),
+    Option("input_size", "the graph's input size (default: the checkpoint's)", int, None, nargs=2,
+           metavar=("H", "W"), check=lambda v: None if min(v) >= 1 else f"must be positive, got {list(v)}"),
+    Option("dynamic", "dynamic shapes MIN OPT MAX, each NxHxW (e.g. 1x240x320 1x360x480 4x720x960); OPT is the "
+           "size frames are resized to and the engine is tuned for", parse_shape, None, nargs=3,
+           metavar=("MIN", "OPT", "MAX"), check=_dynamic_problem),
+    Option("argmax", "end the graph in ArgMax: output 'classmap' uint8 N,H,W", None, False),
+    Option("uint8_input", "the graph takes uint8 NHWC BGR frames and normalises inside", None, False),
+    Option("lowres", "stop before the final upsampling (the runtime upsamples and takes the argmax)", None, False),
+    Option("workspace_mb", "TensorRT builder workspace limit in MiB", int, None, check=_at_least(1), needs="engine"),
+    Option("flavour", "TensorRT flavour for --engine (auto: tensorrt if importable, else tensorrt_rtx)", str, "auto",
+           choices=("auto",) + FLAVOURS, needs="engine"),
+    Option("report_data", "dataset folder: report mIoU per precision on its val split (report.json)", str, None),
+    Option("miou_threshold", "largest mIoU drop in points vs fp32 that still passes", float, 1.0,
+           check=_at_least(0.0), needs="report_data"),
+)
 
 FORMATS: dict[str, Format] = {
     f.precision: f
     for f in (
-        Format("fp32", "model.onnx", "model_fp32.engine", frozenset(), frozenset(), "float32, the reference"),
-        Format("fp16", "model_fp16.onnx", "model_fp16.engine", frozenset({"fp16_io"}), frozenset(),
-               "float16 weights and activations, sensitive ops kept in float32"),
-        Format("int8", "model_int8.onnx", "model_int8.engine", frozenset({"calib", "calib_frames", "calib_method", "sensitivity", "keep_head_float", "int8_target"}),
-               frozenset({"calib"}), "INT8 Q/DQ (symmetric, per-channel weights), calibrated on frames"),
+        Format("fp32", "float32, the reference every other precision derives from", "model.onnx",
+               "model_fp32.engine", _fp32_step),
+        Format("fp16", "float16 weights and activations, sensitive ops kept in float32", "model_fp16.onnx",
+               "model_fp16.engine", _fp16_step, options=(
+                   Option("fp16_io", "inputs and outputs in float16 too (default: they stay float32)", None, False),
+               )),
+        Format("int8", "INT8 Q/DQ (symmetric, per-channel weights) with an FP16 rest, calibrated on frames",
+               "model_int8.onnx", "model_int8.engine", _int8_step, options=(
+                   Option("calib", "folder of images or a video to calibrate on", str, None),
+                   Option("calib_frames", "frames to calibrate on", int, 64, check=_at_least(1)),
+                   Option("calib_method", "calibration method", str, "entropy",
+                          choices=("entropy", "percentile", "minmax")),
+                   Option("sensitivity", "quantise one layer at a time and keep the K layers that cost most argmax "
+                          "agreement out of INT8", int, 0, metavar="K", check=_at_least(0)),
+                   Option("int8_target", "'tensorrt': symmetric signed Q/DQ for TensorRT engines; 'cpu': unsigned "
+                          "activations, every op quantised, ONNX Runtime's fastest CPU recipe (no engine)", str,
+                          "tensorrt", choices=INT8_TARGETS),
+                   Option("keep_head_float", "leave the classifier and upsampling layers out of INT8", None, False),
+               ), requires=frozenset({"calib"})),
     )
 }
+
+DEFAULT_PRECISIONS = ("fp32",)
+
+
+def all_options() -> dict[str, Option]:
+    """Every option of the table by name (common ones first)."""
+    table = {o.name: o for o in COMMON_OPTIONS}
+    for fmt in FORMATS.values():
+        table.update({o.name: o for o in fmt.options})
+    return table
+
+
+def option_default(name: str) -> Any:
+    """The table's default of an option: the one place defaults live (steps' keyword defaults read it)."""
+    return all_options()[name].default
+
+
+def option_choices(name: str) -> tuple[Any, ...]:
+    return all_options()[name].choices or ()
 
 
 def export_formats() -> list[dict[str, Any]]:
     """The table as rows, for `edgeseg export --help` and documentation."""
     return [
         {"precision": f.precision, "onnx": f.onnx_name, "engine": f.engine_name,
-         "extra_options": sorted(f.options), "requires": sorted(f.requires), "description": f.description}
+         "options": [o.flag for o in f.options], "requires": sorted("--" + r.replace("_", "-") for r in f.requires),
+         "description": f.description}
         for f in FORMATS.values()
     ]
 
 
-def check_request(precisions: Sequence[str], **options: Any) -> list[Format]:
-    """Validate a request: known precisions, each one's required options given, no option that no precision uses,
-    and the cross-option rules. `options` holds only what the user set (None/False/defaults left out)."""
-    if not precisions:
-        raise ConfigError("choose at least one precision: " + ", ".join(FORMATS))
+@dataclass(frozen=True)
+class ExportRequest:
+    """A validated request: the formats to make and every option they use, the table's defaults filled in."""
+
+    formats: tuple[Format, ...]
+    options: Mapping[str, Any]
+    given: frozenset[str]  # the options the caller set
+
+    def step_options(self, fmt: Format) -> dict[str, Any]:
+        return {name: self.options[name] for name in fmt.option_names()}
+
+
+# Rules between options, each (test, message); checked after every option is valid on its own.
+_CROSS_RULES: tuple[tuple[Callable[[Mapping[str, Any]], bool], str], ...] = (
+    (lambda o: bool(o.get("argmax") and o.get("lowres")),
+     "--argmax and --lowres exclude each other: a lowres graph leaves upsampling and argmax to the runtime"),
+    (lambda o: o.get("dynamic") is not None and o.get("input_size") is not None,
+     "give either --input-size or --dynamic (whose opt shape is the input size), not both"),
+    (lambda o: o.get("int8_target") == "cpu" and bool(o.get("engine")),
+     "--int8-target cpu makes an ONNX Runtime CPU model; TensorRT engines need the default --int8-target "
+     "tensorrt (drop --engine or the target)"),
+)
+
+
+def check_request(precisions: Sequence[str], **options: Any) -> ExportRequest:
+    """Validate a request against the table: known precisions and options, each format's required options given,
+    no option that no requested format uses, each value valid, and the cross-option rules. `options` holds what the
+    caller set; None (and False for flags) means "not set", so the table's default applies."""
+    formats = _formats(precisions)
+    table = all_options()
+    unknown = sorted(set(options) - set(table))
+    if unknown:
+        raise ConfigError(f"unknown export option(s) {unknown}; known: {sorted(table)}")
+    given = {name: value for name, value in options.items() if value is not None and value is not False}
+    for fmt in formats:
+        missing = sorted(r for r in fmt.requires if r not in given)
+        if missing:
+            raise ConfigError(f"{fmt.precision} needs {', '.join(table[m].flag for m in missing)} "
+                              f"({'; '.join(table[m].help for m in missing)})")
+    allowed = {o.name for o in COMMON_OPTIONS}.union(*(f.option_names() for f in formats))
+    stray = sorted(name for name in given if name not in allowed)
+    if stray:
+        owners = {table[o].flag: [f.precision for f in FORMATS.values() if o in f.option_names()] for o in stray}
+        raise ConfigError(f"option(s) {sorted(owners)} apply only to {owners}, which were not requested")
+    for name, value in given.items():
+        table[name].validate(value)
+        needed = table[name].needs
+        if needed is not None and needed not in given:
+            raise ConfigError(f"{table[name].flag} applies only with {table[needed].flag}")
+    resolved = {name: given.get(name, table[name].default) for name in sorted(allowed)}
+    for test, message in _CROSS_RULES:
+        if test(resolved):
+            raise ConfigError(message)
+    return ExportRequest(tuple(formats), resolved, frozenset(given))
+
+
+def _formats(precisions: Sequence[str]) -> list[Format]:
+    if isinstance(precisions, str) or not precisions:
+        raise ConfigError("choose at least one precision (a list): " + ", ".join(FORMATS))
     unknown = [p for p in precisions if p not in FORMATS]
     if unknown:
         raise ConfigError(f"unknown precision(s) {unknown}; choose from {list(FORMATS)}")
-    formats = [FORMATS[p] for p in dict.fromkeys(precisions)]
-    for fmt in formats:
-        missing = [o for o in fmt.requires if options.get(o) is None]
-        if missing:
-            raise ConfigError(f"{fmt.precision} needs {', '.join('--' + m.replace('_', '-') for m in missing)} "
-                              "(a folder of images or a video to calibrate on)")
-    allowed = COMMON_OPTIONS.union(*(f.options for f in formats))
-    stray = sorted(o for o, v in options.items() if v is not None and o not in allowed)
-    if stray:
-        owners = {o: [f.precision for f in FORMATS.values() if o in f.options] for o in stray}
-        raise ConfigError(f"option(s) {stray} apply only to {owners}, which were not requested")
-    if options.get("argmax") and options.get("lowres"):
-        raise ConfigError("--argmax and --lowres exclude each other: a lowres graph leaves upsampling and argmax "
-                          "to the runtime")
-    if options.get("dynamic") is not None and options.get("input_size") is not None:
-        raise ConfigError("give either --input-size or --dynamic (whose opt shape is the input size), not both")
-    if options.get("calib_method") is not None and options["calib_method"] not in CALIB_METHODS:
-        raise ConfigError(f"calibration method {options['calib_method']!r} is not one of {CALIB_METHODS}")
-    if options.get("calib_frames") is not None and int(options["calib_frames"]) < 1:
-        raise ConfigError(f"--calib-frames must be >= 1, got {options['calib_frames']}")
-    if options.get("workspace_mb") is not None and int(options["workspace_mb"]) < 1:
-        raise ConfigError(f"--workspace-mb must be >= 1, got {options['workspace_mb']}")
-    return formats
+    return [FORMATS[p] for p in dict.fromkeys(precisions)]

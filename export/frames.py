@@ -1,94 +1,45 @@
-"""Frames for calibration, parity checks and accuracy reports, preprocessed exactly like the runtime does it.
+"""The frames the export steps feed their graphs, preprocessed by the runtime's own ProcessingPlan.
 
-Runtime preprocessing (edgeseg.runtime.ops.preprocess): BGR uint8 frame -> bilinear resize to meta.input_size
-(cv2 INTER_LINEAR's convention) -> RGB -> /255 -> (x - mean) / std -> NCHW float32, in one pass.
+- `calibration_batches`: INT8 calibration frames (a folder, a video or arrays; read by edgeseg.data.frame_files);
+- `sample_batch`: the real-looking parity input of onnx_from_torch (a given frame or a synthetic street scene).
+
+Both go through `ProcessingPlan.from_meta(meta).preprocess`, so calibration ranges and parity checks see exactly
+the inputs the runtime will give the graph (same resize, channel order and normalisation).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any
 
-import cv2
 import numpy as np
 
 from edgeseg.config import ModelMeta
-from edgeseg.errors import DataError
+from edgeseg.data.frame_files import iter_frames
+from edgeseg.runtime.plan import ProcessingPlan
 
-IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp")
-VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v")
-
-
-def preprocess(frame: np.ndarray, meta: ModelMeta, size_hw: tuple[int, int] | None = None) -> np.ndarray:
-    """One BGR uint8 HxWx3 frame -> (1, 3, H, W) float32, normalised with meta.mean/std.
-
-    It calls the runtime's own kernel, so calibration, parity checks and reports see exactly the runtime's inputs.
-    """
-    from edgeseg.runtime import ops
-
-    if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-        raise DataError(f"a frame must be a BGR uint8 HxWx3 array, got {getattr(frame, 'shape', type(frame))}")
-    return ops.preprocess(np.ascontiguousarray(frame), size_hw or meta.input_size, meta.mean, meta.std)
+_MIN_SYNTHETIC_SIZE = 32  # edgeseg.data.synthetic draws scenes of at least 32x32
 
 
-def synthetic_frame(height: int, width: int, seed: int = 0) -> np.ndarray:
-    """A real-looking BGR frame (smooth gradients, blobs, edges, a little noise) for parity checks without data."""
-    rng = np.random.default_rng(seed)
-    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
-    frame = np.zeros((height, width, 3), np.float32)
-    for c in range(3):
-        frame[..., c] = 128 + 60 * np.sin(xx / (7 + 5 * c) + rng.uniform(0, 6)) * np.cos(yy / (11 + 3 * c))
-    for _ in range(6):  # flat regions with sharp edges, like objects
-        y0, x0 = rng.integers(0, height), rng.integers(0, width)
-        h, w = rng.integers(height // 8 + 1, height // 2 + 2), rng.integers(width // 8 + 1, width // 2 + 2)
-        frame[y0 : y0 + h, x0 : x0 + w] = rng.uniform(0, 255, 3)
-    frame += rng.normal(0, 4, frame.shape)
-    return np.clip(frame, 0, 255).astype(np.uint8)
+def float_plan(meta: ModelMeta) -> ProcessingPlan:
+    """The plan of the float32 NCHW graph every precision starts from (before --uint8-input / --fp16-io)."""
+    return ProcessingPlan.from_meta(meta.replace(input_format="float_nchw_rgb"), np.float32)
 
 
-def iter_frames(source: Any, limit: int | None = None) -> Iterator[np.ndarray]:
-    """BGR uint8 frames from an iterable of arrays, an image folder (searched recursively, sorted), an image or a video.
+def calibration_batches(source: Any, meta: ModelMeta, num_frames: int, progress: bool = False) -> list[np.ndarray]:
+    """Up to `num_frames` (1, 3, H, W) float32 batches at meta.input_size; DataError when no frame is readable."""
+    from tqdm import tqdm
 
-    Unreadable image files are skipped; a source that yields no frame at all raises DataError.
-    """
-    count = 0
-    for frame in _frames(source):
-        if limit is not None and count >= limit:
-            return
-        count += 1
-        yield frame
-    if count == 0:
-        raise DataError(f"no readable frames in {source!r}: expected BGR uint8 arrays, a folder of images "
-                        f"({', '.join(IMAGE_SUFFIXES)}) or a video ({', '.join(VIDEO_SUFFIXES)})")
+    plan = float_plan(meta)
+    frames = iter_frames(source, limit=num_frames)
+    return [plan.preprocess([frame]) for frame in tqdm(frames, total=num_frames, desc="INT8 calibration frames",
+                                                       unit="frame", disable=not progress)]
 
 
-def _frames(source: Any) -> Iterator[np.ndarray]:
-    if isinstance(source, np.ndarray):
-        source = [source] if source.ndim == 3 else list(source)
-    if not isinstance(source, (str, Path)):
-        for index, frame in enumerate(source):
-            if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
-                raise DataError(f"calibration frame {index} must be a BGR uint8 HxWx3 array, got "
-                                f"{getattr(frame, 'shape', type(frame).__name__)}")
-            yield frame
-        return
-    path = Path(source)
-    if not path.exists():
-        raise DataError(f"frame source {path} does not exist")
-    if path.is_file() and path.suffix.lower() in VIDEO_SUFFIXES:
-        capture = cv2.VideoCapture(str(path))
-        try:
-            while True:
-                ok, frame = capture.read()
-                if not ok:
-                    return
-                yield frame
-        finally:
-            capture.release()
-    files: Iterable[Path] = (
-        [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    )
-    for file in files:
-        frame = cv2.imread(str(file), cv2.IMREAD_COLOR)
-        if frame is not None:
-            yield frame
+def sample_batch(meta: ModelMeta, batch: int, frame: np.ndarray | None = None) -> np.ndarray:
+    """(batch, 3, H, W) float32 from `frame` (BGR uint8) or, without one, a synthetic street scene."""
+    if frame is None:
+        from edgeseg.data import synthetic_frames
+
+        height, width = (max(v, _MIN_SYNTHETIC_SIZE) for v in meta.input_size)
+        frame = next(synthetic_frames(1, (height, width), seed=0))  # BGR, like a camera frame
+    return float_plan(meta).preprocess([frame] * batch)

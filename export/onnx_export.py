@@ -17,7 +17,7 @@ import numpy as np
 from edgeseg._optional import require
 from edgeseg.config import ModelMeta
 from edgeseg.errors import ConfigError, ExportError
-from edgeseg.export.frames import preprocess, synthetic_frame
+from edgeseg.export.frames import sample_batch
 from edgeseg.export.onnx_io import ort_session, read_meta, save_onnx, set_meta
 from edgeseg.export.parity import ParityReport
 
@@ -67,14 +67,43 @@ def onnx_from_torch(
     `dynamic` = (min, opt, max) (N, 3, H, W) shapes: axes that differ become dynamic, and the ModelMeta records them
     (meta.dynamic_shapes) so an engine build can reuse them as its optimisation profile. `lowres` exports
     `model.forward_lowres` (logits at stride model.output_stride; the runtime upsamples). `sample` is an optional
-    BGR uint8 frame for the real-looking parity input (otherwise a synthetic one is used).
+    BGR uint8 frame for the real-looking parity input (otherwise a synthetic street scene is used).
 
     The graph is run with ONNX Runtime CPU against PyTorch on a random and a real-looking input at every shape of
     interest; ExportError if argmax agreement < 99.9% or max abs error > atol + rtol * max|logits|. Only then is the
-    file written (atomically), with the ParityReport in its metadata (meta.parity). Returns the path.
+    file written (edgeseg.files.write_file), with the ParityReport in its metadata (meta.parity). Returns the path.
     """
     torch = require("torch", "exporting to ONNX")
     onnx = require("onnx", "exporting to ONNX")
+    shapes, size = _resolve_shapes(meta, input_size, dynamic)
+    export_shape = shapes[1] if shapes else (1, 3, *size)
+    module, stride = _export_module(torch, model, lowres)
+    out_meta = meta.replace(
+        input_size=size, output_stride=stride, precision="fp32", input_format="float_nchw_rgb",
+        output_format="logits", dynamic_shapes=[list(s) for s in shapes] if shapes else None, parity=None,
+        quantization=None,
+    )
+    was_training = model.training
+    module.eval()  # the wrapper too: torch.onnx.export restores the mode it finds, submodules included
+    try:
+        onnx_model = _trace(torch, onnx, module, export_shape, shapes, opset, type(model).__name__)
+        _inline_identity_weights(onnx_model)
+        if slim:
+            onnxslim = require("onnxslim", "slimming the exported ONNX graph (slim=True)")
+            onnx_model = onnxslim.slim(onnx_model)
+        set_meta(onnx_model, out_meta)
+        _check_graph(onnx, onnx_model)
+        report = _parity(torch, module, onnx_model, out_meta, shapes or (export_shape,), sample, atol, rtol)
+    finally:
+        model.train(was_training)
+    log.info("ONNX parity vs PyTorch: %s", report.summary())
+    set_meta(onnx_model, out_meta.replace(parity=report.to_dict()))
+    return save_onnx(onnx_model, path)
+
+
+def _resolve_shapes(meta: ModelMeta, input_size: Sequence[int] | None, dynamic: Sequence[Sequence[int]] | None
+                    ) -> tuple[tuple[Shape, Shape, Shape] | None, tuple[int, int]]:
+    """(dynamic shapes or None, the (H, W) the graph is exported at: the opt shape's, input_size or meta's)."""
     shapes = check_dynamic(dynamic)
     if shapes is not None:
         if input_size is not None and tuple(input_size) != tuple(shapes[1][2:]):
@@ -83,59 +112,66 @@ def onnx_from_torch(
     height, width = (int(v) for v in (input_size or meta.input_size))
     if height < 1 or width < 1:
         raise ConfigError(f"input size must be positive, got {(height, width)}")
-    export_shape = shapes[1] if shapes else (1, 3, height, width)
+    return shapes, (height, width)
 
-    stride = 1
-    module = model
-    if lowres:
-        if not hasattr(model, "forward_lowres"):
-            raise ConfigError(f"lowres export needs a model with forward_lowres(); {type(model).__name__} has none")
-        stride = int(getattr(model, "output_stride", 0) or 0)
-        if stride < 1:
-            raise ConfigError(f"lowres export needs model.output_stride (8/16/32); {type(model).__name__} has {stride}")
-        module = _lowres_module(torch, model)
 
-    out_meta = meta.replace(
-        input_size=(height, width), output_stride=stride, precision="fp32",
-        input_format="float_nchw_rgb", output_format="logits",
-        dynamic_shapes=[list(s) for s in shapes] if shapes else None, parity=None, quantization=None,
-    )
+def _export_module(torch: Any, model: Any, lowres: bool) -> tuple[Any, int]:
+    """(the module to trace, its output stride): the model itself, or its forward_lowres for a lowres graph."""
+    if not lowres:
+        return model, 1
+    if not hasattr(model, "forward_lowres"):
+        raise ConfigError(f"lowres export needs a model with forward_lowres(); {type(model).__name__} has none")
+    stride = int(getattr(model, "output_stride", 0) or 0)
+    if stride < 1:
+        raise ConfigError(f"lowres export needs model.output_stride (8/16/32); {type(model).__name__} has {stride}")
+    return _lowres_module(torch, model), stride
 
-    was_training = model.training
-    module.eval()  # the wrapper too: torch.onnx.export restores the mode it finds, submodules included
-    try:
-        buffer = io.BytesIO()
-        dynamic_axes = None
-        if shapes:
-            names = {0: "batch", 2: "height", 3: "width"}
-            axes = {i: names[i] for i in (0, 2, 3) if shapes[0][i] != shapes[2][i]}
-            dynamic_axes = {INPUT_NAME: axes, OUTPUT_NAME: {i: f"out_{n}" for i, n in axes.items()}}
-        with torch.no_grad(), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", category=DeprecationWarning)
-            warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
-            try:
-                torch.onnx.export(
-                    module, (torch.zeros(export_shape),), buffer, dynamo=False, opset_version=opset,
-                    input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes,
-                    do_constant_folding=True,
-                )
-            except Exception as exc:  # torch raises UnsupportedOperatorError, RuntimeError, ... for untraceable models
-                raise ExportError(f"torch.onnx.export failed for {type(model).__name__}: {type(exc).__name__}: {exc}") from exc
-        onnx_model = onnx.load_from_string(buffer.getvalue())
-        if slim:
-            onnxslim = require("onnxslim", "slimming the exported ONNX graph (slim=True)")
-            onnx_model = onnxslim.slim(onnx_model)
-        set_meta(onnx_model, out_meta)
+
+def _trace(torch: Any, onnx: Any, module: Any, export_shape: Sequence[int], shapes: Any, opset: int,
+           name: str) -> Any:
+    """torch.onnx.export (TorchScript exporter) into memory; ExportError when the model cannot be traced."""
+    dynamic_axes = None
+    if shapes:
+        names = {0: "batch", 2: "height", 3: "width"}
+        axes = {i: names[i] for i in (0, 2, 3) if shapes[0][i] != shapes[2][i]}
+        dynamic_axes = {INPUT_NAME: axes, OUTPUT_NAME: {i: f"out_{n}" for i, n in axes.items()}}
+    buffer = io.BytesIO()
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         try:
-            onnx.checker.check_model(onnx_model)
-        except onnx.checker.ValidationError as exc:
-            raise ExportError(f"the exported ONNX graph is invalid: {exc}") from exc
-        report = _parity(torch, module, onnx_model, out_meta, shapes or (export_shape,), sample, atol, rtol)
-    finally:
-        model.train(was_training)
-    log.info("ONNX parity vs PyTorch: %s", report.summary())
-    set_meta(onnx_model, out_meta.replace(parity=report.to_dict()))
-    return save_onnx(onnx_model, path)
+            torch.onnx.export(
+                module, (torch.zeros(tuple(export_shape)),), buffer, dynamo=False, opset_version=opset,
+                input_names=[INPUT_NAME], output_names=[OUTPUT_NAME], dynamic_axes=dynamic_axes,
+                do_constant_folding=True,
+            )
+        except Exception as exc:  # torch raises UnsupportedOperatorError, RuntimeError, ... for untraceable models
+            raise ExportError(f"torch.onnx.export failed for {name}: {type(exc).__name__}: {exc}") from exc
+    return onnx.load_from_string(buffer.getvalue())
+
+
+def _inline_identity_weights(model: Any) -> None:
+    """Let consumers read shared weights directly: the exporter writes `Identity(initializer)` for tied or
+    deduplicated parameters, which hides them from quantizers (a Conv weight behind an Identity is treated as an
+    activation) and adds layers to the engine."""
+    inits = {t.name for t in model.graph.initializer}
+    outputs = {o.name for o in model.graph.output}
+    alias = {n.output[0]: n.input[0] for n in model.graph.node
+             if n.op_type == "Identity" and n.input[0] in inits and n.output[0] not in outputs}
+    if not alias:
+        return
+    kept = [n for n in model.graph.node if not (n.op_type == "Identity" and n.output[0] in alias)]
+    for node in kept:
+        node.input[:] = [alias.get(name, name) for name in node.input]
+    del model.graph.node[:]
+    model.graph.node.extend(kept)
+
+
+def _check_graph(onnx: Any, model: Any) -> None:
+    try:
+        onnx.checker.check_model(model)
+    except onnx.checker.ValidationError as exc:
+        raise ExportError(f"the exported ONNX graph is invalid: {exc}") from exc
 
 
 def _lowres_module(torch: Any, model: Any) -> Any:
@@ -152,16 +188,16 @@ def _lowres_module(torch: Any, model: Any) -> Any:
     return LowRes(model)
 
 
-def _parity(torch, module, onnx_model, meta, shapes, sample, atol, rtol) -> ParityReport:
+def _parity(torch: Any, module: Any, onnx_model: Any, meta: ModelMeta, shapes: Sequence[Sequence[int]],
+            sample: np.ndarray | None, atol: float, rtol: float) -> ParityReport:
+    """PyTorch vs ONNX Runtime on a random input per distinct shape and one real-looking frame at the opt shape."""
     session = ort_session(onnx_model, "checking the exported model against PyTorch")
     rng = np.random.default_rng(0)
     inputs: list[tuple[str, np.ndarray]] = []
     for shape in dict.fromkeys(tuple(s) for s in shapes):  # distinct shapes, in order
         inputs.append((f"random {shape}", rng.standard_normal(shape).astype(np.float32)))
-    n, _, h, w = shapes[len(shapes) // 2]  # the opt shape
-    frame = sample if sample is not None else synthetic_frame(h, w)
-    real = preprocess(frame, meta, (h, w))
-    inputs.append(("sample frame" if sample is not None else "synthetic frame", np.repeat(real, n, axis=0)))
+    n = shapes[len(shapes) // 2][0]  # the opt shape's batch; meta.input_size is its (H, W)
+    inputs.append(("sample frame" if sample is not None else "synthetic frame", sample_batch(meta, n, sample)))
     report = ParityReport()
     for name, x in inputs:
         with torch.no_grad():

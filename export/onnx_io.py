@@ -1,16 +1,17 @@
-"""Small ONNX helpers every export step shares: load/save (atomically), the EdgeSeg metadata, ORT sessions, hashes."""
+"""Small ONNX helpers every export step shares: load/save, the EdgeSeg metadata, ONNX Runtime sessions.
+
+Files are written by edgeseg.files.write_file (atomic, 0644 under the usual umask), like every EdgeSeg output.
+"""
 
 from __future__ import annotations
 
-import hashlib
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from edgeseg._optional import require
 from edgeseg.config import META_KEY, ModelMeta
 from edgeseg.errors import ExportError, ModelFileError
+from edgeseg.files import write_file
 
 
 def load_onnx(source: Any) -> Any:
@@ -31,19 +32,12 @@ def load_onnx(source: Any) -> Any:
 
 
 def save_onnx(model: Any, path: str | Path) -> Path:
-    """Write `model` to `path` through a temporary file in the same folder, so a crash never leaves half a file."""
-    onnx = require("onnx", "writing ONNX models")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
-    os.close(fd)
+    """Write `model` to `path` with edgeseg.files.write_file; ExportError when it is too large to serialise."""
     try:
-        onnx.save(model, tmp)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
+        data = model.SerializeToString()
+    except ValueError as exc:  # protobuf's 2 GiB limit: EdgeSeg's FCNs are far below it
+        raise ExportError(f"cannot serialise the ONNX model for {path}: {exc}") from exc
+    return write_file(path, data)
 
 
 def get_meta(model: Any, where: str = "the model") -> ModelMeta:
@@ -81,11 +75,3 @@ def ort_session(model: Any, purpose: str = "checking the exported model") -> Any
         return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
     except Exception as exc:  # ORT's Fail/InvalidGraph/NotImplemented types
         raise ExportError(f"ONNX Runtime cannot load the model for {purpose}: {exc}") from exc
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -1,124 +1,155 @@
-"""`export_model`: checkpoint -> DIR/model.onnx (+ model_fp16.onnx, model_int8.onnx, engines, report.json).
+"""`export_model`: checkpoint -> DIR/model.onnx (+ one ONNX file per format, engines, report.json).
 
-It only chains the small steps: onnx_from_torch -> fp16_from_onnx / qdq_from_onnx -> add_uint8_input /
-add_argmax -> engine_from_onnx -> accuracy_report, after `formats.check_request` has validated the whole request
-(before any slow work: an int8 export without calibration data fails at once, not after the FP32 export).
+It only chains the small steps, reading what to do from the format table (edgeseg.export.formats):
+check the request and its inputs -> onnx_from_torch -> each format's step -> add_uint8_input / add_argmax ->
+engine_from_onnx -> accuracy_report. Everything that can be refused is refused before the first slow step or
+written file: the request itself, an unreadable calibration source, a missing TensorRT, a dataset whose classes do
+not match the model, an output that would overwrite an input.
 """
 
 from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
-from edgeseg.errors import ConfigError
-from edgeseg.export.formats import check_request
-from edgeseg.export.onnx_io import get_meta, load_onnx, save_onnx
+from edgeseg.config import ModelMeta
+from edgeseg.errors import OutputPathError
+from edgeseg.export.formats import DEFAULT_PRECISIONS, ExportRequest, check_request
+from edgeseg.export.onnx_io import load_onnx, get_meta, save_onnx
 
 log = logging.getLogger(__name__)
+
+REPORT_NAME = "report.json"
 
 
 def export_model(
     ckpt: str | Path,
     out_dir: str | Path,
     *,
-    precisions: Sequence[str] = ("fp32",),
-    calib: Any = None,
-    engine: bool = False,
-    input_size: tuple[int, int] | None = None,
-    dynamic: Sequence[Sequence[int]] | None = None,
-    argmax: bool = False,
-    uint8_input: bool = False,
-    lowres: bool = False,
-    calib_frames: int = 64,
-    calib_method: str = "entropy",
-    workspace_mb: int | None = None,
-    report_data: str | Path | None = None,
-    miou_threshold: float = 1.0,
-    flavour: str = "auto",
+    precisions: Sequence[str] = DEFAULT_PRECISIONS,
     progress: bool = True,
-    fp16_io: bool = False,
-    sensitivity: int = 0,
-    keep_head_float: bool = False,
-    int8_target: str = "tensorrt",
+    **options: Any,
 ) -> dict[str, Any]:
     """Export a checkpoint; returns {'onnx': {precision: path}, 'engines': {...}, 'parity': ..., 'report': ...}.
 
-    The FP32 model is always made (it is the reference every other precision derives from and is compared to).
+    `options` are the format table's options by keyword (formats.COMMON_OPTIONS and each Format's own, e.g.
+    calib=, calib_frames=, engine=, lowres=); an option left out takes the table's default. The FP32 model is always
+    made: it is the reference every other precision derives from and is compared to.
     """
-    precisions = list(dict.fromkeys(precisions))
-    int8_options = {"calib": calib, "calib_frames": calib_frames, "calib_method": calib_method} if (
-        "int8" in precisions or calib is not None) else {}
-    if sensitivity:
-        int8_options["sensitivity"] = sensitivity
-    if keep_head_float:
-        int8_options["keep_head_float"] = True
-    if int8_target != "tensorrt":
-        int8_options["int8_target"] = int8_target
-        if engine:
-            raise ConfigError("--int8-target cpu makes an ONNX Runtime CPU model; TensorRT engines need the "
-                              "default --int8-target tensorrt (drop --engine or the target)")
-    formats = check_request(
-        precisions, engine=engine or None, input_size=input_size, dynamic=dynamic, argmax=argmax or None,
-        uint8_input=uint8_input or None, lowres=lowres or None, workspace_mb=workspace_mb, fp16_io=fp16_io or None,
-        **int8_options,
-    )
-    if "int8" in precisions:  # an unreadable calibration source fails before anything is written
-        from edgeseg.export.frames import iter_frames
-
-        next(iter_frames(calib, limit=1))
-    if engine:  # fail before the slow steps when no TensorRT flavour is importable
-        from edgeseg.runtime.trt_flavours import import_trt
-
-        import_trt(flavour)
-    from edgeseg.export.onnx_export import onnx_from_torch
+    request = check_request(list(precisions), **options)
+    out_dir = Path(out_dir)
+    _check_sources(request)
+    _check_outputs_clear_of_inputs(ckpt, out_dir, request)
     from edgeseg.training.checkpoint import load_model
 
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     model, meta = load_model(ckpt)
-    fp32_path = onnx_from_torch(model, meta, out_dir / "model.onnx", input_size=input_size, dynamic=dynamic,
-                                lowres=lowres)
-    base = load_onnx(fp32_path)  # float input, logits output: every precision starts from it
-    parity = get_meta(base).parity
-    log.info("FP32 ONNX %s", fp32_path)
-
-    onnx_paths: dict[str, Path] = {"fp32": fp32_path}  # always: the reference for the report
-    for fmt in formats:
-        path = out_dir / fmt.onnx_name
-        if fmt.precision == "fp16":
-            from edgeseg.export.fp16 import fp16_from_onnx
-
-            onnx_paths["fp16"] = fp16_from_onnx(base, path, keep_io_types=not fp16_io)
-        elif fmt.precision == "int8":
-            from edgeseg.export.int8 import qdq_from_onnx
-
-            onnx_paths["int8"] = qdq_from_onnx(base, path, calib, num_frames=calib_frames, method=calib_method,
-                                               keep_head_float=keep_head_float, sensitivity_top_k=sensitivity,
-                                               target=int8_target,
-                                               progress=progress)
-    if uint8_input or argmax:
-        from edgeseg.export.graph_edits import add_argmax, add_uint8_input
-
-        for path in onnx_paths.values():
-            edited = load_onnx(path)
-            if uint8_input:
-                edited = add_uint8_input(edited)
-            if argmax:
-                edited = add_argmax(edited)
-            save_onnx(edited, path)
-
-    engines: dict[str, Path] = {}
-    if engine:
-        from edgeseg.export.engine import engine_from_onnx
-
-        for fmt in formats:
-            engines[fmt.precision] = engine_from_onnx(onnx_paths[fmt.precision], out_dir / fmt.engine_name,
-                                                      workspace_mb=workspace_mb, flavour=flavour)
-    report = None
-    if report_data is not None:
-        from edgeseg.export.report import accuracy_report
-
-        report = accuracy_report(onnx_paths, report_data, miou_threshold=miou_threshold, out_path=out_dir / "report.json")
+    dataset = _report_dataset(request, meta)
+    fp32 = _export_fp32(model, meta, out_dir, request)
+    onnx_paths = _make_formats(fp32, out_dir, request, progress)
+    _apply_graph_edits(onnx_paths, request)
+    engines = _build_engines(onnx_paths, out_dir, request)
+    report = _accuracy_report(onnx_paths, engines, out_dir, request, dataset, progress)
     return {"onnx": {p: str(v) for p, v in onnx_paths.items()},
-            "engines": {p: str(v) for p, v in engines.items()}, "parity": parity, "report": report}
+            "engines": {p: str(v) for p, v in engines.items()},
+            "parity": get_meta(load_onnx(fp32)).parity, "report": report}
+
+
+# ----- checks before any slow work --------------------------------------------------------------------------------
+def _check_sources(request: ExportRequest) -> None:
+    """An unreadable calibration source or a missing TensorRT fails before anything is written."""
+    if request.options.get("calib") is not None:
+        from edgeseg.data.frame_files import iter_frames
+
+        next(iter_frames(request.options["calib"], limit=1))
+    if request.options["engine"]:
+        from edgeseg.runtime.trt_flavours import import_trt
+
+        import_trt(request.options["flavour"])
+
+
+def _output_paths(out_dir: Path, request: ExportRequest) -> list[Path]:
+    paths = [out_dir / "model.onnx", out_dir / REPORT_NAME]
+    for fmt in request.formats:
+        paths += [out_dir / fmt.onnx_name, out_dir / fmt.engine_name, out_dir / (fmt.engine_name + ".json"),
+                  out_dir / (fmt.engine_name + ".cache")]
+    return paths
+
+
+def _check_outputs_clear_of_inputs(ckpt: str | Path, out_dir: Path, request: ExportRequest) -> None:
+    """No output may replace an input (the checkpoint, a calibration image or video)."""
+    inputs = [Path(ckpt)]
+    calib = request.options.get("calib")
+    if isinstance(calib, (str, Path)):
+        inputs.append(Path(calib))
+    inputs = [p.resolve() for p in inputs if p.exists()]
+    for path in _output_paths(out_dir, request):
+        if path.exists() and any(path.resolve() == p for p in inputs):
+            raise OutputPathError(f"export output {path} is one of its inputs; choose another --out folder")
+
+
+def _report_dataset(request: ExportRequest, meta: ModelMeta) -> Any:
+    """The report's dataset, opened and checked against the model's classes before any file is written."""
+    if request.options["report_data"] is None:
+        return None
+    from edgeseg.export.report import open_report_data
+
+    return open_report_data(request.options["report_data"], meta)
+
+
+# ----- steps ------------------------------------------------------------------------------------------------------
+def _export_fp32(model: Any, meta: ModelMeta, out_dir: Path, request: ExportRequest) -> Path:
+    from edgeseg.export.formats import FORMATS
+    from edgeseg.export.onnx_export import onnx_from_torch
+
+    path = onnx_from_torch(model, meta, out_dir / FORMATS["fp32"].onnx_name, input_size=request.options["input_size"],
+                           dynamic=request.options["dynamic"], lowres=request.options["lowres"])
+    log.info("FP32 ONNX %s", path)
+    return path
+
+
+def _make_formats(fp32: Path, out_dir: Path, request: ExportRequest, progress: bool) -> dict[str, Path]:
+    """Each requested format's step, from the FP32 graph (float input, logits output); fp32 always comes first."""
+    paths: dict[str, Path] = {"fp32": fp32}  # always: the reference for the report
+    for fmt in request.formats:
+        paths[fmt.precision] = fmt.step(fp32, out_dir / fmt.onnx_name, progress=progress, **request.step_options(fmt))
+        log.info("%s ONNX %s", fmt.precision, paths[fmt.precision])
+    return paths
+
+
+def _apply_graph_edits(paths: Mapping[str, Path], request: ExportRequest) -> None:
+    """--uint8-input and --argmax apply to every precision alike, after its own step."""
+    if not (request.options["uint8_input"] or request.options["argmax"]):
+        return
+    from edgeseg.export.graph_edits import add_argmax, add_uint8_input
+
+    for path in dict.fromkeys(paths.values()):
+        edited = load_onnx(path)
+        if request.options["uint8_input"]:
+            edited = add_uint8_input(edited)
+        if request.options["argmax"]:
+            edited = add_argmax(edited)
+        save_onnx(edited, path)
+
+
+def _build_engines(paths: Mapping[str, Path], out_dir: Path, request: ExportRequest) -> dict[str, Path]:
+    if not request.options["engine"]:
+        return {}
+    from edgeseg.export.engine import engine_from_onnx
+
+    return {fmt.precision: engine_from_onnx(paths[fmt.precision], out_dir / fmt.engine_name,
+                                            workspace_mb=request.options["workspace_mb"],
+                                            flavour=request.options["flavour"])
+            for fmt in request.formats}
+
+
+def _accuracy_report(paths: Mapping[str, Path], engines: Mapping[str, Path], out_dir: Path, request: ExportRequest,
+                     dataset: Any, progress: bool) -> dict[str, Any] | None:
+    if dataset is None:
+        return None
+    from edgeseg.export.report import accuracy_report
+    from edgeseg.sidecar import read_sidecar
+
+    layer_types = {precision: read_sidecar(path).layer_output_types for precision, path in engines.items()}
+    return accuracy_report(paths, dataset, miou_threshold=request.options["miou_threshold"],
+                           out_path=out_dir / REPORT_NAME, layer_output_types=layer_types, progress=progress)

@@ -8,53 +8,59 @@ channels are implied); OPT is the input size the runtime resizes frames to and t
 from __future__ import annotations
 
 import argparse
-import re
 
-from edgeseg.errors import ConfigError
-
-PRECISIONS = ("fp32", "fp16", "int8")
+# The format table is light (no torch, onnx or TensorRT): the parser is built from it at every `edgeseg` start.
+from edgeseg.export.formats import COMMON_OPTIONS, DEFAULT_PRECISIONS, FORMATS, Option, all_options, export_formats
 
 
-def _shape(text: str) -> tuple[int, int, int, int]:
-    match = re.fullmatch(r"(\d+)x(\d+)x(\d+)", text.strip().lower())
-    if not match:
-        raise argparse.ArgumentTypeError(f"shape {text!r} is not NxHxW, e.g. 1x360x480")
-    n, h, w = (int(v) for v in match.groups())
-    return (n, 3, h, w)
+def _formats_table() -> str:
+    """The format table for --help: precision, files, its own options and what it requires."""
+    lines = ["formats (--precision):"]
+    for row in export_formats():
+        lines.append(f"  {row['precision']:<6}{row['onnx']:<17}{row['engine']:<19}{row['description']}")
+        if row["options"]:
+            required = f"; requires {', '.join(row['requires'])}" if row["requires"] else ""
+            lines.append(f"{'':8}options: {' '.join(row['options'])}{required}")
+    return "\n".join(lines)
+
+
+def _cli_type(option: Option):
+    """The option's parser as argparse wants it: a ValueError becomes a usage error naming the flag."""
+    def parse(text: str):
+        try:
+            return option.type(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from exc
+
+    parse.__name__ = getattr(option.type, "__name__", "value")
+    return parse
+
+
+def _add_option(group: argparse._ArgumentGroup, option: Option) -> None:
+    # default=None everywhere: the table's default is applied by check_request, which must know what was set.
+    if option.is_flag:
+        group.add_argument(option.flag, dest=option.name, action="store_true", default=None, help=option.help)
+        return
+    default = "" if option.default is None else f" (default: {option.default})"
+    group.add_argument(option.flag, dest=option.name, type=_cli_type(option), default=None, nargs=option.nargs,
+                       choices=option.choices, metavar=option.metavar, help=option.help + default)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX / TensorRT", description=__doc__,
-                       formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_formats_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("ckpt", help="checkpoint (.pt) written by `edgeseg train`")
     p.add_argument("--out", required=True, help="output folder (model.onnx, model_fp16.onnx, ...)")
-    p.add_argument("--precision", nargs="+", default=["fp32"], choices=PRECISIONS, help="default: fp32")
-    p.add_argument("--calib", help="int8: folder of images or a video to calibrate on")
-    p.add_argument("--calib-frames", type=int, default=None, help="int8: frames to calibrate on (default 64)")
-    p.add_argument("--calib-method", choices=("entropy", "percentile", "minmax"), default=None,
-                   help="int8: calibration method (default entropy)")
-    p.add_argument("--engine", action="store_true", help="also build TensorRT engines (+ .json sidecars)")
-    shape = p.add_mutually_exclusive_group()
-    shape.add_argument("--input-size", nargs=2, type=int, metavar=("H", "W"))
-    shape.add_argument("--dynamic", nargs=3, type=_shape, metavar=("MIN", "OPT", "MAX"), help="NxHxW each")
-    p.add_argument("--argmax", action="store_true", help="end the graph in ArgMax: output 'classmap' uint8 N,H,W")
-    p.add_argument("--uint8-input", action="store_true", help="graph takes uint8 NHWC BGR frames, normalises inside")
-    p.add_argument("--lowres", action="store_true", help="stop before the final upsampling (runtime upsamples)")
-    p.add_argument("--fp16-io", action="store_true",
-                   help="fp16: inputs and outputs in float16 too (default: they stay float32)")
-    p.add_argument("--sensitivity", type=int, default=0, metavar="K",
-                   help="int8: quantise one layer at a time and keep the K layers that cost most argmax agreement "
-                        "in float")
-    p.add_argument("--int8-target", choices=("tensorrt", "cpu"), default="tensorrt",
-                   help="int8: 'tensorrt' (default) symmetric signed Q/DQ for TensorRT engines; 'cpu' unsigned "
-                        "activations and all ops quantised, ONNX Runtime's fastest CPU recipe (no engine)")
-    p.add_argument("--keep-head-float", action="store_true",
-                   help="int8: leave the classifier and upsampling (ConvTranspose) layers unquantised")
-    p.add_argument("--workspace-mb", type=int, help="TensorRT builder workspace limit")
-    p.add_argument("--report-data", help="dataset folder: report mIoU per precision on its val split")
-    p.add_argument("--miou-threshold", type=float, default=1.0, help="max mIoU drop in points vs fp32 (default 1)")
-    p.add_argument("--flavour", choices=("auto", "tensorrt", "tensorrt_rtx"), default="auto",
-                   help="TensorRT flavour for --engine (auto: tensorrt if importable, else tensorrt_rtx)")
+    p.add_argument("--precision", nargs="+", default=list(DEFAULT_PRECISIONS), choices=list(FORMATS),
+                   help=f"formats to export (default: {' '.join(DEFAULT_PRECISIONS)}); see the table below")
+    common = p.add_argument_group("every format")
+    for option in COMMON_OPTIONS:
+        _add_option(common, option)
+    for fmt in FORMATS.values():
+        if fmt.options:
+            group = p.add_argument_group(f"{fmt.precision} only")
+            for option in fmt.options:
+                _add_option(group, option)
     p.set_defaults(func=run)
 
 
@@ -62,18 +68,10 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.export.pipeline import export_model
     from edgeseg.export.report import format_table
 
-    int8 = "int8" in args.precision
-    if not int8 and (args.calib_frames is not None or args.calib_method is not None):
-        raise ConfigError("--calib-frames and --calib-method apply to --precision int8 only")
-    result = export_model(
-        args.ckpt, args.out, precisions=args.precision, calib=args.calib, engine=args.engine,
-        input_size=tuple(args.input_size) if args.input_size else None, dynamic=args.dynamic,
-        argmax=args.argmax, uint8_input=args.uint8_input, lowres=args.lowres,
-        calib_frames=args.calib_frames or 64, calib_method=args.calib_method or "entropy",
-        workspace_mb=args.workspace_mb, report_data=args.report_data, miou_threshold=args.miou_threshold,
-        flavour=args.flavour, fp16_io=args.fp16_io, sensitivity=args.sensitivity,
-        keep_head_float=args.keep_head_float, int8_target=args.int8_target,
-    )
+    options = {name: getattr(args, name) for name in all_options()}
+    if options.get("input_size") is not None:
+        options["input_size"] = tuple(options["input_size"])
+    result = export_model(args.ckpt, args.out, precisions=args.precision, **options)
     parity = result["parity"]
     print(f"ONNX vs PyTorch: max abs error {parity['max_abs_err']:.3g}, "
           f"argmax agreement {100 * parity['argmax_agreement']:.3f}%")
@@ -85,7 +83,8 @@ def run(args: argparse.Namespace) -> int:
         print(format_table(result["report"]))
         failing = [p for p, row in result["report"]["models"].items() if not row["pass"]]
         if failing:
-            print(f"FAIL: {failing} lose more than {args.miou_threshold} mIoU points; see {args.out}/report.json")
+            print(f"FAIL: {failing} lose more than {result['report']['miou_threshold_points']} mIoU points; "
+                  f"see {args.out}/report.json")
             return 1
     return 0
 

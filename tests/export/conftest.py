@@ -58,9 +58,9 @@ def tiny_meta():
 
 @pytest.fixture(scope="session")
 def frames():
-    from edgeseg.export.frames import synthetic_frame
+    from edgeseg.data import synthetic_frames
 
-    return [synthetic_frame(90, 120, seed=s) for s in range(6)]
+    return [frame for i, frame in enumerate(synthetic_frames(36, (90, 120), seed=1)) if i % 6 == 0]
 
 
 @pytest.fixture(scope="session")

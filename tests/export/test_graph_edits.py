@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
 
+from edgeseg.data import synthetic_frames
 from edgeseg.errors import ConfigError
-from edgeseg.export.frames import preprocess, synthetic_frame
+from edgeseg.runtime.plan import ProcessingPlan
 from edgeseg.export.graph_edits import add_argmax, add_uint8_input
 from edgeseg.export.onnx_io import get_meta
 
@@ -22,7 +23,7 @@ def test_add_uint8_input_matches_runtime_preprocessing(fp32_onnx, tiny_meta, run
     model = add_uint8_input(fp32_onnx)
     assert [i.name for i in model.graph.input] == ["frame"]
     assert get_meta(model).input_format == "uint8_nhwc_bgr"
-    frame = synthetic_frame(64, 64, seed=3)  # already at the model's input size: the runtime only normalises
+    frame = next(synthetic_frames(1, (64, 64), seed=3))  # already at the model's input size: the runtime only normalises
     got = run_onnx(model, frame[None])
     want = run_onnx(fp32_onnx, preprocess(frame, tiny_meta))
     np.testing.assert_allclose(got, want, atol=1e-4)
@@ -42,3 +43,8 @@ def test_argmax_refuses_lowres(tmp_path, tiny_model, tiny_meta):
     path = onnx_from_torch(tiny_model, tiny_meta, tmp_path / "low.onnx", lowres=True)
     with pytest.raises(ConfigError, match="full-resolution"):
         add_argmax(path)
+
+
+def preprocess(frame, meta):
+    """One frame -> the float graph's (1, 3, H, W) input, by the runtime's plan."""
+    return ProcessingPlan.from_meta(meta, np.float32).preprocess([frame])

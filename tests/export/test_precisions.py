@@ -4,7 +4,7 @@ import pytest
 
 from edgeseg.errors import DataError, ExportError
 from edgeseg.export.fp16 import fp16_from_onnx
-from edgeseg.export.frames import preprocess
+from edgeseg.runtime.plan import ProcessingPlan
 from edgeseg.export.int8 import qdq_from_onnx
 from edgeseg.export.onnx_io import read_meta
 from edgeseg.export.parity import compare
@@ -98,3 +98,8 @@ def test_int8_calib_from_video(tmp_path, fp32_onnx, frames):
 def test_fp16_refuses_non_fp32(fp16_onnx, tmp_path):
     with pytest.raises(ExportError, match="needs an FP32 model"):
         fp16_from_onnx(fp16_onnx, tmp_path / "x.onnx")
+
+
+def preprocess(frame, meta):
+    """One frame -> the float graph's (1, 3, H, W) input, by the runtime's plan."""
+    return ProcessingPlan.from_meta(meta, np.float32).preprocess([frame])
