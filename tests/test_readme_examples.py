@@ -9,7 +9,8 @@ Commands run in-process through `edgeseg.cli.main`, on tiny settings, in README 
   (`--miou-threshold`) is opened, since a model trained for seconds says nothing about quantisation loss;
 - `make demo` is exempt (it sets up .venv, then runs `edgeseg demo --out runs/demo`: the workspace fixture runs
   that command, tiny, because later commands read runs/demo); `make test` is exempt (it is this suite);
-- `NOT_RUN`: environment set-up (package installs, venvs, shell state) is reported as skipped with its reason;
+- `NOT_RUN`: environment set-up (package installs, venvs, shell state) is not an example: it is listed with its
+  reason (test_setup_lines_are_only_setup), not run;
 - `NEEDS`: commands that need a GPU, TensorRT, a camera, a display or a server are skipped when this machine lacks
   it, with the reason.
 
@@ -199,13 +200,30 @@ def workspace(tmp_path_factory) -> Path:
     return root
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("command", COMMANDS_IN_README, ids=[f"{i}-{c.id}" for i, c in enumerate(COMMANDS_IN_README)])
-def test_readme_command_runs(command: Command, workspace: Path) -> None:
-    text = command.text
+def _excuse(text: str) -> str | None:
+    """Why a README command is environment set-up rather than an example to run, or None."""
     for prefix, reason in NOT_RUN:
         if text == prefix.strip() or text.startswith(prefix):
-            pytest.skip(f"README line {command.line} `{text}`: {reason}")
+            return reason
+    return None
+
+
+# Set-up lines are not examples: they are listed (with their reason) by test_setup_lines_are_only_setup, not skipped.
+EXAMPLES = [c for c in COMMANDS_IN_README if _excuse(c.text) is None]
+
+
+def test_setup_lines_are_only_setup() -> None:
+    """Every line left out is set-up (install, venv, shell state, make), never an edgeseg command."""
+    setup = [(c.line, c.text, _excuse(c.text)) for c in COMMANDS_IN_README if _excuse(c.text) is not None]
+    assert setup, "the README's install and quick-start lines were not found"
+    for line, text, reason in setup:
+        assert reason and shlex.split(text)[0] not in EDGESEG, f"README line {line}: `{text}`"
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("command", EXAMPLES, ids=[f"{i}-{c.id}" for i, c in enumerate(EXAMPLES)])
+def test_readme_command_runs(command: Command, workspace: Path) -> None:
+    text = command.text
     argv = shlex.split(text)
     if argv[0] not in EDGESEG:
         pytest.fail(f"README line {command.line}: `{text}` is neither an edgeseg command nor in NOT_RUN/NEEDS; "
