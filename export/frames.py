@@ -17,7 +17,7 @@ from edgeseg.config import ModelMeta
 from edgeseg.data.frame_files import iter_frames
 from edgeseg.runtime.plan import ProcessingPlan
 
-_MIN_SYNTHETIC_SIZE = 32  # edgeseg.data.synthetic draws scenes of at least 32x32
+_MIN_SYNTHETIC_SIZE = 32  # edgeseg.data.scenes draws scenes of at least 32x32
 
 
 def float_plan(meta: ModelMeta) -> ProcessingPlan:

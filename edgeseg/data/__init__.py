@@ -9,7 +9,7 @@ from edgeseg.data.base import DatasetInfo, SegmentationDataset, validate_dataset
 from edgeseg.data.cityscapes import CITYSCAPES_INFO, CityscapesDataset, cityscapes_train_ids
 from edgeseg.data.folder import FolderDataset
 from edgeseg.data.open import open_dataset
-from edgeseg.data.synthetic import (
+from edgeseg.data.scenes import (
     SYNTHETIC_INFO,
     SyntheticScenes,
     synthetic_frames,

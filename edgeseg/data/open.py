@@ -7,7 +7,7 @@ from pathlib import Path
 from edgeseg.data.base import SegmentationDataset
 from edgeseg.data.cityscapes import CityscapesDataset, is_cityscapes_layout
 from edgeseg.data.folder import FolderDataset, is_folder_layout
-from edgeseg.data.synthetic import DEFAULT_SIZE, SyntheticScenes
+from edgeseg.data.scenes import DEFAULT_SIZE, SyntheticScenes
 from edgeseg.data.voc import VOCDataset, is_voc_layout
 from edgeseg.errors import DataError
 

@@ -1,6 +1,6 @@
 """Synthetic street scenes: a deterministic generator that needs no download, for tests, demos and smoke training.
 
-Import the public names from edgeseg.data (or edgeseg.data.synthetic); the modules here each do one job:
+Import the public names from edgeseg.data; the modules here each do one job:
 
     classes.py   class names, palette, SYNTHETIC_INFO
     draw.py      the scene's elements (perspective geometry, buildings, road, trees, cars, people, ...)
