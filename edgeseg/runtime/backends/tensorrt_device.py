@@ -3,7 +3,7 @@
 It executes a ProcessingPlan (edgeseg.runtime.plan) on the GPU and takes every decision from it:
 - float graphs: each frame crosses the bus once as uint8 (pinned staging -> device) and edgeseg._C's
   `preprocess_cuda` resizes, converts BGR->RGB and normalises it into the engine's input (float32 or float16);
-- graphs that normalise in-graph (`plan.normalize_in_graph`, uint8 NHWC input): frames are resized with cv2 on the
+- graphs that normalise in-graph (`plan.normalize_in_graph`, uint8 NHWC input): frames are resized by the plan on the
   CPU straight into the pinned input buffer (there is no uint8 resize kernel) and uploaded at model size;
 - logits: `argmax_cuda`; low-resolution logits (`plan.output == "lowres"`): `upsample_argmax_cuda` at
   `plan.output_stride`; an in-graph argmax (`plan.argmax_in_graph`): no kernel, the engine's output is the mask.
@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Any, Callable, Sequence
 
-import cv2
 import numpy as np
 
 from edgeseg.errors import ConfigError, CudaError, EdgeSegError, ModelFileError
@@ -205,11 +204,9 @@ class DevicePath:
         return (n, h, w)
 
     def _stage(self, batch: _Batch) -> None:
-        """Host part: frames into pinned memory (in-graph normalisation: resized there with cv2, at model size)."""
-        height, width = self.plan.input_size
+        """Host part: frames into pinned memory (in-graph normalisation: the plan's CPU resize, at model size)."""
         if not batch.staging:
-            for index, frame in enumerate(batch.frames):
-                cv2.resize(frame, (width, height), dst=batch.inp.host.array[index], interpolation=cv2.INTER_LINEAR)
+            self.plan.preprocess(batch.frames, out=batch.inp.host.array)
         else:
             for frame, pair in zip(batch.frames, batch.staging):
                 np.copyto(pair.host.array, frame)
