@@ -5,6 +5,9 @@ pixel accuracy sum_i n_ii / sum_i t_i; mean accuracy (1/n_cl) sum_i n_ii / t_i;
 mean IoU (1/n_cl) sum_i n_ii / (t_i + sum_j n_ji - n_ii); frequency-weighted IoU
 (sum_k t_k)^-1 sum_i t_i n_ii / (t_i + sum_j n_ji - n_ii). Pixels labelled ignore_index count nowhere.
 Classes absent from both labels and predictions are left out of the means (NaN per class), as is usual.
+
+Units, everywhere in EdgeSeg: JSON holds scores as fractions in [0, 1]; differences between scores are stored in
+percentage points under keys ending in `_points`; people read percentages, printed by `format_score`.
 """
 
 from __future__ import annotations
@@ -34,6 +37,13 @@ def confusion_matrix(label: np.ndarray, pred: np.ndarray, num_classes: int, igno
     return np.bincount(label * num_classes + pred, minlength=num_classes * num_classes).reshape(
         num_classes, num_classes
     )
+
+
+def format_score(fraction: float, digits: int = 1) -> str:
+    """A score held as a fraction, as people read it: 0.5341 -> '53.4 %' (NaN -> 'n/a')."""
+    if fraction != fraction:  # NaN: a class that never occurs
+        return "n/a"
+    return f"{100.0 * fraction:.{digits}f} %"
 
 
 @dataclass
