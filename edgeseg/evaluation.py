@@ -36,7 +36,9 @@ def evaluate_many(
     progress: bool = True,
 ) -> Comparison:
     """The one evaluation loop: each image of `dataset` through every predictor, masks scored at the labels' own
-    resolution (nearest resize, ProcessingPlan.mask_to_frame) and compared with `reference`'s at model resolution."""
+    resolution (nearest resize, ProcessingPlan.mask_to_frame) and compared with `reference`'s at model resolution.
+    Each predictor's SegmentationScores carry the confusion matrix they were computed from (rows = true class), so
+    per-class accuracy, reports and plots need no second pass."""
     from edgeseg.runtime.plan import ProcessingPlan
 
     if len(class_names) != len(dataset.info.classes):

@@ -48,6 +48,9 @@ def format_score(fraction: float, digits: int = 1) -> str:
 
 @dataclass
 class SegmentationScores:
+    """The four FCN-paper scores, per-class IoU and accuracy (NaN for a class absent from labels and predictions),
+    and the confusion matrix they come from, so reports and plots never need a second pass over the data."""
+
     pixel_acc: float
     mean_acc: float
     miou: float
@@ -55,21 +58,55 @@ class SegmentationScores:
     per_class_iou: dict[str, float]
     num_images: int = 0
     extra: dict[str, float] = field(default_factory=dict)
+    per_class_acc: dict[str, float] = field(default_factory=dict)
+    # (C, C) int64 pixel counts, rows = true class, columns = predicted class (ignore_index pixels left out)
+    confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.per_class_iou)
 
     def to_dict(self) -> dict:
+        """The scores as JSON-ready fractions; the confusion matrix goes out separately (`confusion_dict`)."""
         return {
             "pixel_acc": self.pixel_acc,
             "mean_acc": self.mean_acc,
             "miou": self.miou,
             "fwiou": self.fwiou,
             "per_class_iou": self.per_class_iou,
+            "per_class_acc": self.per_class_acc,
             "num_images": self.num_images,
             **self.extra,
         }
 
+    def confusion_dict(self) -> dict:
+        """{'classes', 'rows', 'columns', 'matrix'}: the raw int pixel counts, rows = true class."""
+        if self.confusion is None:
+            raise DataError("these scores carry no confusion matrix")
+        return {
+            "classes": self.class_names,
+            "rows": "true class",
+            "columns": "predicted class",
+            "matrix": self.confusion.astype(np.int64).tolist(),
+        }
+
+
+def row_normalised(conf: np.ndarray) -> np.ndarray:
+    """Each row divided by its sum (the fraction of a true class's pixels given each prediction); NaN rows for
+    classes that never occur in the labels."""
+    conf = np.asarray(conf, dtype=np.float64)
+    rows = conf.sum(axis=1, keepdims=True)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(rows > 0, conf / rows, np.nan)
+
 
 def scores_from_confusion(conf: np.ndarray, class_names: Sequence[str], num_images: int = 0) -> SegmentationScores:
-    conf = conf.astype(np.float64)
+    """All scores of a (C, C) confusion matrix (rows = true class); the matrix itself travels with them."""
+    if np.shape(conf) != (len(class_names),) * 2:
+        raise DataError(f"confusion matrix is {np.shape(conf)}, expected {len(class_names)}x{len(class_names)} "
+                        f"for the classes {list(class_names)[:5]}...")
+    counts = np.asarray(conf).astype(np.int64)
+    conf = counts.astype(np.float64)
     true_per_class = conf.sum(axis=1)
     pred_per_class = conf.sum(axis=0)
     hits = np.diag(conf)
@@ -86,6 +123,8 @@ def scores_from_confusion(conf: np.ndarray, class_names: Sequence[str], num_imag
         fwiou=float(np.nansum(true_per_class * np.nan_to_num(iou)) / total) if total else float("nan"),
         per_class_iou={name: float(v) for name, v in zip(class_names, iou)},
         num_images=num_images,
+        per_class_acc={name: float(v) for name, v in zip(class_names, acc)},
+        confusion=counts,
     )
 
 

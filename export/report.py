@@ -20,6 +20,7 @@ from edgeseg.config import ModelMeta
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.export.formats import option_default
 from edgeseg.files import write_file
+from edgeseg.metrics import format_score
 
 log = logging.getLogger(__name__)
 
@@ -95,10 +96,12 @@ def _report(models: Mapping[str, Any], comparison: Any, data: Any, split: str, r
 
 
 def format_table(report: Mapping[str, Any]) -> str:
+    """The report as people read it: scores as percentages (format_score, 2 decimals so small drops show), the
+    mIoU drop in percentage points."""
     lines = [f"accuracy on {report['data']} ({report['split']}, {report['images']} images), ONNX Runtime CPU",
-             f"{'precision':<10}{'mIoU':>8}{'pixel acc':>11}{'agree':>9}{'drop':>8}  result"]
+             f"{'precision':<10}{'mIoU':>10}{'pixel acc':>11}{'agree':>10}{'drop':>10}  result"]
     for name, row in report["models"].items():
-        lines.append(f"{name:<10}{100 * row['miou']:>8.2f}{100 * row['pixel_acc']:>11.2f}"
-                     f"{100 * row['argmax_agreement']:>8.2f}%{row['miou_drop_points']:>8.2f}  "
+        lines.append(f"{name:<10}{format_score(row['miou'], 2):>10}{format_score(row['pixel_acc'], 2):>11}"
+                     f"{format_score(row['argmax_agreement'], 2):>10}{row['miou_drop_points']:>7.2f} pt  "
                      f"{'pass' if row['pass'] else 'FAIL'}")
     return "\n".join(lines)

@@ -1,33 +1,61 @@
-"""`edgeseg eval`: score a model (.pt, .onnx, .engine) or a folder of predicted masks on a labelled split."""
+"""`edgeseg eval`: score a model (.pt, .onnx, .engine) or a folder of predicted masks on a labelled split.
+
+Prints the four FCN-paper scores, per-class IoU and accuracy and the row-normalised confusion matrix; `--json FILE`
+writes the scores, `--out DIR` writes scores.json, confusion.json (raw pixel counts), confusion.png and
+per_class.png. All come from the one evaluation loop (edgeseg.evaluation), whose scores carry the confusion matrix.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 from pathlib import Path
+from typing import Any
 
 from edgeseg.errors import ConfigError, OutputPathError
 from edgeseg.files import write_file
+from edgeseg.metrics import SegmentationScores, format_score, row_normalised
+
+# What --out DIR holds.
+OUT_FILES = ("scores.json", "confusion.json", "confusion.png", "per_class.png")
+# The terminal shows the confusion matrix up to this many classes (wider tables wrap); --out always has it.
+MAX_PRINTED_CONFUSION_CLASSES = 20
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("eval", help="pixel acc, mean acc, mIoU, fwIoU and per-class IoU of a model or masks")
+    parser = sub.add_parser("eval", help="pixel acc, mean acc, mIoU, fwIoU, per-class IoU and accuracy, and the "
+                                         "confusion matrix of a model or masks")
     parser.add_argument("model", nargs="?", help=".pt checkpoint, .onnx or .engine (omit with --pred)")
-    parser.add_argument("--pred", help="folder of predicted class-id PNGs named like the dataset's images")
+    parser.add_argument("--pred", metavar="PRED_DIR",
+                        help="folder of predicted class-id PNGs named like the dataset's images")
     parser.add_argument("--data", required=True, help="dataset folder, or 'synthetic'")
     from edgeseg.runtime.backends import BACKENDS
 
     parser.add_argument("--split", default="val", help="the dataset split to score")
-    parser.add_argument("--json", dest="json_out", help="write the scores here")
+    parser.add_argument("--json", dest="json_out", metavar="FILE",
+                        help="write the scores (fractions in [0, 1]) to this JSON file")
+    parser.add_argument("--out", dest="out_dir", metavar="DIR",
+                        help=f"folder for {', '.join(OUT_FILES)} (the PNGs need matplotlib: the train or bench extra)")
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="inference backend for .onnx/.engine models (auto: by file type and provider)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
+    from edgeseg.cli.model_fact_options import add_model_fact_options
+
+    add_model_fact_options(parser)
+    from edgeseg.cli.triton_options import add_triton_options
+
+    add_triton_options(parser)
     parser.set_defaults(func=run)
 
 
-def _predict_fn(model_path: Path, backend: str = "auto"):
+def _predict_fn(model_path: Path, backend: str = "auto", model_facts: Any = None):
     """(predict function, class names) for a model file, importing torch only for .pt."""
     if model_path.suffix in (".pt", ".pth"):
+        if model_facts:
+            raise ConfigError(f"--classes/--mean/--std/--input-size/... describe .onnx and engine files; "
+                              f"{model_path.name} is a checkpoint, which carries its own")
         from edgeseg.training.checkpoint import load_model
         from edgeseg.training.predictor import TorchPredictor
 
@@ -35,8 +63,108 @@ def _predict_fn(model_path: Path, backend: str = "auto"):
         return TorchPredictor(model, meta).predict, meta
     from edgeseg.runtime.segmenter import Segmenter
 
-    segmenter = Segmenter(model_path, backend=backend)
+    segmenter = Segmenter(model_path, backend=backend, model_facts=model_facts)
     return segmenter.predict, segmenter.meta
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    return a.exists() and b.exists() and os.path.samefile(a, b)
+
+
+def _check_creatable(flag: str, folder: Path) -> None:
+    """OutputPathError unless `folder` is a writable folder or can be created (its nearest existing parent is)."""
+    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
+    if not existing.is_dir():
+        raise OutputPathError(f"cannot create {flag} {folder}: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == folder else f" ({existing} is the nearest existing folder)"
+        raise OutputPathError(f"cannot write {flag} {folder}: permission denied{where}")
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """OutputPathError before the model loads: --json must name a file, --out a folder that exists or can be
+    created, and no output may replace an input (the model file, the --pred masks)."""
+    outputs: list[tuple[str, Path]] = []
+    if args.json_out:
+        json_out = Path(args.json_out)
+        if json_out.is_dir():
+            raise OutputPathError(f"--json {json_out} is a folder; give a file name")
+        _check_creatable("--json", json_out.absolute().parent)
+        outputs.append(("--json", json_out))
+    if args.out_dir:
+        out_dir = Path(args.out_dir)
+        if out_dir.exists() and not out_dir.is_dir():
+            raise OutputPathError(f"--out {out_dir} is a file; give a folder for {', '.join(OUT_FILES)}")
+        _check_creatable("--out", out_dir)
+        if args.pred and _same_file(out_dir, Path(args.pred)):
+            raise OutputPathError(f"--out {out_dir} is the --pred folder: its PNGs would be mixed with the "
+                                  "predictions; choose another folder")
+        for name in OUT_FILES:
+            if (out_dir / name).is_dir():
+                raise OutputPathError(f"--out {out_dir}: {out_dir / name} is a folder, so {name} cannot be written")
+            outputs.append(("--out", out_dir / name))
+    for flag, path in outputs:
+        if args.model and _same_file(path, Path(args.model)):
+            raise OutputPathError(f"{flag} {path} is the model file; writing it would destroy the model")
+
+
+def _finite_or_none(value: Any) -> Any:
+    """NaN (a class that never occurs) as JSON null, since NaN is not JSON."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {key: _finite_or_none(v) for key, v in value.items()}
+    return value
+
+
+def scores_json(scores: SegmentationScores, *, model: str | None, pred: str | None, data: str, split: str,
+                model_name: str | None) -> dict[str, Any]:
+    """What scores.json and --json hold: fractions in [0, 1] (null for a class absent from labels and predictions)."""
+    result = {"model": model, "model_name": model_name, "pred": pred, "data": data, "split": split,
+              "classes": scores.class_names, **scores.to_dict()}
+    return _finite_or_none(result)
+
+
+def confusion_json(scores: SegmentationScores) -> str:
+    """confusion.json's text: like json.dumps(indent=2), but one line per matrix row so it reads as a table."""
+    data = scores.confusion_dict()
+    rows = ",\n    ".join(json.dumps(row) for row in data.pop("matrix"))
+    head = json.dumps(data, indent=2)[:-2]  # without the closing "\n}"
+    return f'{head},\n  "matrix": [\n    {rows}\n  ]\n}}\n'
+
+
+def describe(args: argparse.Namespace, model_name: str | None, num_images: int) -> str:
+    """One line naming what was scored on what, for the pictures' titles."""
+    what = f"{model_name} ({Path(args.model).name})" if args.model else f"predictions in {Path(args.pred).name}/"
+    data = "synthetic" if args.data == "synthetic" else Path(args.data).resolve().name
+    return f"{what} on {data}, {args.split} split, {num_images} images"
+
+
+def _percent_cell(percent: float, count: int) -> str:
+    """A confusion cell as on confusion.png: '.' for no pixels, '<1' for a sliver, '-' for a class never labelled."""
+    if math.isnan(percent):
+        return "-"
+    if count == 0:
+        return "."
+    return "<1" if percent < 1.0 else f"{percent:.0f}"
+
+
+def format_scores(scores: SegmentationScores) -> str:
+    """The scores as people read them: percentages (format_score), a per-class table and the confusion matrix."""
+    lines = [f"{scores.num_images} images: pixel acc {format_score(scores.pixel_acc)}, mean acc "
+             f"{format_score(scores.mean_acc)}, mIoU {format_score(scores.miou)}, fwIoU {format_score(scores.fwiou)}",
+             f"  {'class':<16}{'IoU':>9}{'acc':>9}"]
+    for name in scores.class_names:
+        lines.append(f"  {name:<16}{format_score(scores.per_class_iou[name]):>9}"
+                     f"{format_score(scores.per_class_acc.get(name, math.nan)):>9}")
+    if scores.confusion is not None and len(scores.class_names) <= MAX_PRINTED_CONFUSION_CLASSES:
+        percent = 100.0 * row_normalised(scores.confusion)
+        lines.append("confusion matrix, % of each true class's pixels (rows: true class, columns: predicted)")
+        lines.append(f"  {'':<16}" + "".join(f"{name[:5]:>6}" for name in scores.class_names))
+        for name, row, counts in zip(scores.class_names, percent, scores.confusion):
+            cells = "".join(f"{_percent_cell(v, c):>6}" for v, c in zip(row, counts))
+            lines.append(f"  {name:<16}{cells}")
+    return "\n".join(lines)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -47,23 +175,39 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a MODEL file or --pred PRED_DIR")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1 image, got {args.limit}")
-    if args.json_out and Path(args.json_out).is_dir():
-        raise OutputPathError(f"--json {args.json_out} is a folder; give a file name")
+    check_outputs(args)
+    if args.out_dir:
+        from edgeseg.accuracy_plots import require_matplotlib
+
+        require_matplotlib()  # before the model loads, not after the whole split was scored
+    model_name = None
     if args.pred:
         dataset = open_dataset(args.data, args.split)
         scores = evaluate_pred_dir(args.pred, dataset, limit=args.limit)
     else:
-        predict, meta = _predict_fn(Path(args.model), args.backend)
+        from edgeseg.cli.model_fact_options import model_facts_from_args
+
+        from edgeseg.cli.triton_options import open_triton_segmenter
+
+        remote = open_triton_segmenter(args.model, args)
+        predict, meta = ((remote.predict, remote.meta) if remote is not None else
+                         _predict_fn(Path(args.model), args.backend, model_facts_from_args(args)))
+        model_name = meta.model_name
         dataset = open_dataset(args.data, args.split, synthetic_size=meta.input_size)
         scores = evaluate_predictor(predict, dataset, meta.classes, limit=args.limit)
-    result = scores.to_dict()
-    print(
-        f"{scores.num_images} images: pixel acc {scores.pixel_acc:.4f}, mean acc {scores.mean_acc:.4f}, "
-        f"mIoU {scores.miou:.4f}, fwIoU {scores.fwiou:.4f}"
-    )
-    for name, iou in scores.per_class_iou.items():
-        print(f"  {name:<16} IoU {iou:.4f}")
+    result = scores_json(scores, model=args.model, pred=args.pred, data=str(args.data), split=args.split,
+                         model_name=model_name)
+    print(format_scores(scores))
+    text = json.dumps(result, indent=2) + "\n"
     if args.json_out:
-        write_file(args.json_out, json.dumps(result, indent=2) + "\n")
+        write_file(args.json_out, text)
         print(f"wrote {args.json_out}")
+    if args.out_dir:
+        from edgeseg.accuracy_plots import write_accuracy_plots
+
+        out_dir = Path(args.out_dir)
+        write_file(out_dir / "scores.json", text)
+        write_file(out_dir / "confusion.json", confusion_json(scores))
+        write_accuracy_plots(out_dir, scores, describe(args, model_name, scores.num_images))
+        print(f"wrote {', '.join(str(out_dir / name) for name in OUT_FILES)}")
     return 0
