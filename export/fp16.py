@@ -36,7 +36,7 @@ def fp16_from_onnx(
 ) -> Path:
     """Convert an EdgeSeg FP32 ONNX model (path or ModelProto) to FP16 at `dst`; meta.precision becomes 'fp16'."""
     onnx = require("onnx", "converting to FP16")
-    float16 = require("onnxconverter_common.float16", "converting to FP16 (pip install onnxconverter-common)")
+    float16 = require("onnxconverter_common.float16", "converting to FP16")
     model = load_onnx(src)
     meta = get_meta(model, where=str(src) if not isinstance(src, onnx.ModelProto) else "the model")
     if meta.precision != "fp32":

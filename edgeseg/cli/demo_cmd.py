@@ -9,18 +9,19 @@ from pathlib import Path
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
-    parser = sub.add_parser("demo", help="train -> eval -> export -> run -> bench, on synthetic scenes or a dataset")
-    parser.add_argument("--out", default="runs/demo")
-    parser.add_argument("--data", default="synthetic", help="'synthetic' (default) or a dataset folder (e.g. CamVid)")
-    parser.add_argument("--model", default="fcn8s_resnet18")
-    parser.add_argument("--epochs", type=int, default=6)
-    parser.add_argument("--batch-size", type=int, default=8)
+    parser = sub.add_parser("demo", help="train, eval, export, run and bench in one go")
+    parser.add_argument("--out", default="runs/demo", help="output folder (overlay.mp4, masks/, metrics.json, ...)")
+    parser.add_argument("--data", default="synthetic", help="'synthetic' or a dataset folder (e.g. CamVid)")
+    parser.add_argument("--model", default="fcn8s_resnet18", help="a name from `edgeseg models`")
+    parser.add_argument("--epochs", type=int, default=6, help="training passes (--max-minutes may stop it sooner)")
+    parser.add_argument("--batch-size", type=int, default=8, help="training images per step")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
-                        help="training/export size (default 128 160; half the dataset's size for folders)")
+                        help="training/export size (unset: 128 160 on synthetic scenes, half the dataset's size)")
     parser.add_argument("--max-minutes", type=float, default=2.0, help="training time budget")
-    parser.add_argument("--video", default=None, help="video to segment (default: synthetic, or the dataset's *.mp4)")
+    parser.add_argument("--video", default=None,
+                        help="video to segment (unset: a synthetic one, or the dataset's first *.mp4)")
     parser.add_argument("--video-frames", type=int, default=90, help="length of the synthetic demo video")
-    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=2, help="data loader processes")
     parser.set_defaults(func=run)
 
 
@@ -86,7 +87,10 @@ def run(args: argparse.Namespace) -> int:
     scores = evaluate_predictor(TorchPredictor(model, meta).predict, val_set, meta.classes)
     write_file(out / "metrics.json", json.dumps(scores.to_dict(), indent=2))
     timings["eval_s"] = time.perf_counter() - t0
-    print(f"      mIoU {scores.miou:.4f}, pixel acc {scores.pixel_acc:.4f}, mean acc {scores.mean_acc:.4f}, fwIoU {scores.fwiou:.4f}")
+    from edgeseg.metrics import format_score
+
+    print(f"      mIoU {format_score(scores.miou)}, pixel acc {format_score(scores.pixel_acc)}, "
+          f"mean acc {format_score(scores.mean_acc)}, fwIoU {format_score(scores.fwiou)}")
 
     print("[3/5] exporting to ONNX (checked against PyTorch)")
     t0 = time.perf_counter()

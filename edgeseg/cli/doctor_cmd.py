@@ -9,7 +9,7 @@ import json
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "doctor",
-        help="show the GPUs, CUDA, TensorRT, ONNX Runtime and OpenCV this machine has, and what EdgeSeg can run here",
+        help="GPUs, CUDA, TensorRT, ONNX Runtime, OpenCV: what runs here",
         description=__doc__.splitlines()[0],
     )
     parser.add_argument("--json", action="store_true", help="print the report as JSON instead of text")

@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg._optional import is_available
+from edgeseg._optional import install_hint, is_available
 from edgeseg.errors import DataError
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -87,7 +87,7 @@ def _read_palette_inverted(path: Path, data: bytes) -> np.ndarray:
     if np.isin(used, duplicated).any():
         raise DataError(
             f"label {path} is a palette PNG whose palette repeats a colour it uses, so its class ids cannot be "
-            f"recovered without Pillow; pip install pillow"
+            f"recovered without Pillow; {install_hint('PIL')}"
         )
     index_of_used = order[pos]
     lut_pos = np.searchsorted(used, pixel_keys)

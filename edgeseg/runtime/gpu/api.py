@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from edgeseg._optional import is_available
+from edgeseg._optional import install_hint, is_available
 from edgeseg.errors import BackendUnavailableError, ConfigError
 
 CUDA_APIS = ("cuda-python", "pycuda")
@@ -144,8 +144,8 @@ def choose_cuda_api(name: str | None = None) -> str:
     for candidate in CUDA_APIS:
         if is_available(_MODULES[candidate]):
             return candidate
-    raise BackendUnavailableError("running on an NVIDIA GPU needs cuda-python (pip install cuda-python) or pycuda "
-                                  "(pip install pycuda); neither is importable")
+    raise BackendUnavailableError("running on an NVIDIA GPU needs cuda-python or pycuda; neither is importable. "
+                                  f"cuda-python: {install_hint('cuda')}; or pycuda: {install_hint('pycuda')}")
 
 
 def cuda_api(name: str | CudaApi | None = None) -> CudaApi:
