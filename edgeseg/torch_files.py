@@ -16,6 +16,9 @@ def load_torch_file(path: str | Path, what: str, missing_hint: str = "") -> Any:
     """
     torch = require("torch", f"loading {what}")
     path = Path(path)
+    if path.is_dir():
+        example = f" (e.g. {path / 'best.pt'})" if (path / "best.pt").is_file() else ""  # a training run's folder
+        raise ModelFileError(f"{what} {path} is a folder, not a file; give the file itself{example}")
     if not path.is_file():
         raise ModelFileError(f"{what} {path} does not exist{missing_hint}")
     try:

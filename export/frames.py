@@ -9,6 +9,8 @@ the inputs the runtime will give the graph (same resize, channel order and norma
 
 from __future__ import annotations
 
+import logging
+import os
 from typing import Any
 
 import numpy as np
@@ -16,6 +18,8 @@ import numpy as np
 from edgeseg.config import ModelMeta
 from edgeseg.data.frame_files import iter_frames
 from edgeseg.runtime.plan import ProcessingPlan
+
+log = logging.getLogger(__name__)
 
 _MIN_SYNTHETIC_SIZE = 32  # edgeseg.data.scenes draws scenes of at least 32x32
 
@@ -26,13 +30,27 @@ def float_plan(meta: ModelMeta) -> ProcessingPlan:
 
 
 def calibration_batches(source: Any, meta: ModelMeta, num_frames: int, progress: bool = False) -> list[np.ndarray]:
-    """Up to `num_frames` (1, 3, H, W) float32 batches at meta.input_size; DataError when no frame is readable."""
+    """Up to `num_frames` (1, 3, H, W) float32 batches at meta.input_size; DataError when no frame is readable,
+    a logged WARNING when fewer than `num_frames` are."""
     from tqdm import tqdm
 
     plan = float_plan(meta)
     frames = iter_frames(source, limit=num_frames)
-    return [plan.preprocess([frame]) for frame in tqdm(frames, total=num_frames, desc="INT8 calibration frames",
-                                                       unit="frame", disable=not progress)]
+    batches = [plan.preprocess([frame]) for frame in tqdm(frames, total=num_frames, desc="INT8 calibration frames",
+                                                          unit="frame", disable=not progress)]
+    if len(batches) < num_frames:
+        # Not an error (a short clip may be all there is), but activation ranges from a few frames clip whatever
+        # those frames did not show, and the INT8 model loses accuracy on real input: say so loudly.
+        log.warning("INT8 calibration found only %d usable frame(s) in %s, fewer than the %d asked "
+                    "(--calib-frames): the activation ranges rest on those alone and INT8 accuracy may suffer; "
+                    "give more frames (a larger folder or a longer video)", len(batches), _describe(source),
+                    num_frames)
+    return batches
+
+
+def _describe(source: Any) -> str:
+    """The calibration source for a message: its path, or what kind of object it is."""
+    return str(source) if isinstance(source, (str, os.PathLike)) else f"the given {type(source).__name__}"
 
 
 def sample_batch(meta: ModelMeta, batch: int, frame: np.ndarray | None = None) -> np.ndarray:
