@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
-
 
 
 def latency_summary(samples_ms: Sequence[float]) -> dict[str, Any]:
@@ -93,7 +93,46 @@ def device_info() -> dict[str, Any]:
         info["onnxruntime"] = onnxruntime.__version__
     except ImportError:
         pass
+    # the other libraries a result depends on, from pip's records (importing TensorRT to ask it would take seconds)
+    for key, module, dists in _VERSIONED:
+        version = _installed_version(module, dists)
+        if version:
+            info[key] = version
+    info["gpus"] = _gpu_names()
+    if hasattr(os, "getloadavg"):  # other work on the machine while it was measured inflates every latency
+        info["load_average_1m"] = round(os.getloadavg()[0], 2)
     return info
+
+
+# (key in device_info, module, distributions to ask first): the `cuda` namespace is shared by several distributions
+_VERSIONED = (
+    ("edgeseg", "edgeseg", ("edgeseg",)),
+    ("tensorrt", "tensorrt", ()),
+    ("tensorrt_rtx", "tensorrt_rtx", ()),
+    ("cuda-python", "cuda", ("cuda-python", "cuda-bindings")),
+    ("torch", "torch", ()),
+    ("matplotlib", "matplotlib", ()),
+)
+
+
+def _installed_version(module: str, dists: Sequence[str] = ()) -> str | None:
+    """The version of the installed distribution providing `module`, or None (absent, or not installed by pip)."""
+    import importlib.metadata
+
+    for name in dists or importlib.metadata.packages_distributions().get(module, []):
+        try:
+            return importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            continue
+    return None
+
+
+def _gpu_names() -> list[str]:
+    """The NVIDIA GPUs nvidia-smi lists ([] without a driver): a result measured on a GPU must say which."""
+    from edgeseg.doctor import _nvidia_smi_probe
+
+    devices = _nvidia_smi_probe()["devices"]
+    return [f"{d.get('name')} (compute capability {d.get('compute_capability')})" for d in devices]
 
 
 def _cpu_name() -> str:
@@ -108,6 +147,4 @@ def _cpu_name() -> str:
 
 
 def _cpu_count() -> int:
-    import os
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)

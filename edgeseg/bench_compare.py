@@ -16,9 +16,11 @@ from typing import Any, Callable
 import cv2
 import numpy as np
 
+from edgeseg._optional import require
 from edgeseg.bench import latency_summary
 from edgeseg.config import ModelMeta
 from edgeseg.errors import DataError
+from edgeseg.files import write_with
 
 
 def naive_preprocess(frame: np.ndarray, meta: ModelMeta) -> np.ndarray:
@@ -135,11 +137,12 @@ def run_edgeseg(model_path: str | Path, video: str | Path, out: str | Path, *, a
     }
 
 
-def compare_chart(result: dict, path: Path) -> None:
-    """Horizontal bars of end-to-end FPS per contender, labelled with the ratio to naive PyTorch."""
+def compare_chart(result: dict, path: Path) -> Path:
+    """Horizontal bars of end-to-end FPS per contender, labelled with the ratio to naive PyTorch (PNG at `path`)."""
+    require("matplotlib", "the end-to-end comparison chart")
     import matplotlib
 
-    matplotlib.use("Agg")
+    matplotlib.use("Agg")  # files only: no display needed, none opened
     import matplotlib.pyplot as plt
 
     names = list(result["contenders"])
@@ -153,4 +156,7 @@ def compare_chart(result: dict, path: Path) -> None:
     ax.set_title(f"{result['model']} on {Path(result['video']).name}, {result['device']['cpu']}", fontsize=9)
     ax.set_xlim(0, max(fps) * 1.35)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
+    try:
+        return write_with(path, lambda handle: fig.savefig(handle, format="png", dpi=120), suffix=".png")
+    finally:
+        plt.close(fig)
