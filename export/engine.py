@@ -72,6 +72,7 @@ def engine_from_onnx(
     config = builder_config(trt, flavour, builder, network, meta, shapes, workspace_mb, onnx_path.name)
     serialized, seconds = _build(trt, flavour, builder, network, config, logger, onnx_path.name)
     write_file(engine_path, serialized)
+    _remove_runtime_cache(engine_path)
     sidecar = _sidecar(trt, flavour, network, config, meta, shapes, workspace_mb, onnx_path, engine_path, seconds)
     write_sidecar(engine_path, sidecar)
     return engine_path
@@ -108,6 +109,20 @@ def _buildable_meta(onnx_path: Path, workspace_mb: int | None) -> ModelMeta:
     if workspace_mb is not None and workspace_mb < 1:
         raise ConfigError(f"workspace_mb must be a positive number of MiB, got {workspace_mb}")
     return meta
+
+
+def _remove_runtime_cache(engine_path: Path) -> None:
+    """The runtime cache next to an engine holds the kernels compiled for the engine just replaced: the new engine
+    starts without one (the runtime writes it again) rather than next to another model's kernels."""
+    cache = engine_path.with_name(engine_path.name + RUNTIME_CACHE_SUFFIX)
+    if not cache.is_file() or cache.is_symlink():
+        return
+    try:
+        cache.unlink()
+    except OSError as exc:  # the runtime rejects or replaces a cache that does not fit: a warning is enough
+        log.warning("could not remove %s, the runtime cache of the replaced engine: %s", cache, exc.strerror or exc)
+        return
+    log.info("removed %s, the runtime cache of the engine %s replaced", cache.name, engine_path.name)
 
 
 def parse_onnx(trt: Any, flavour: str, onnx_path: Path, logger: Any) -> tuple[Any, Any, Any]:
@@ -181,7 +196,8 @@ def _sidecar(trt: Any, flavour: str, network: Any, config: Any, meta: ModelMeta,
         flavour=flavour, trt_version=trt.__version__, precision=meta.precision,
         inputs=tuple(_tensor(network.get_input(i)) for i in range(network.num_inputs)),
         outputs=tuple(_tensor(network.get_output(i)) for i in range(network.num_outputs)),
-        meta=meta, engine_sha256=sha256_file(engine_path), onnx=onnx_path.name, onnx_sha256=sha256_file(onnx_path),
+        meta=meta if shapes is None else meta.replace(dynamic_shapes=[list(s) for s in shapes]),  # the profile built
+        engine_sha256=sha256_file(engine_path), onnx=onnx_path.name, onnx_sha256=sha256_file(onnx_path),
         strongly_typed=True, profile=tuple(tuple(s) for s in shapes) if shapes else None, workspace_mb=workspace_mb,
         gpu_name=gpu_name, compute_capability=compute_capability,
         compute_capabilities=RTX_TARGETS if rtx else ((compute_capability,) if compute_capability else ()),

@@ -2,6 +2,12 @@
 
 Exporter: torch.onnx.export(..., dynamo=False), the TorchScript-based exporter. The dynamo exporter (torch 2.9+
 default) needs onnxscript, which EdgeSeg does not depend on; for plain FCNs the two give the same graph.
+
+The batch axis is dynamic by default (`max_batch`, the format table's --max-batch): frames from several sources
+then run as one batch (the runtime's multi-source batching reads the recorded maximum), and an engine built from the
+graph gets the optimisation profile min 1 / opt 1 / max N. Opt is 1 because a single stream is the common case and
+TensorRT tunes its kernels for the opt shape: one stream keeps the latency it had with a static graph, while
+batches up to N still run (tune for N with --dynamic 1xHxW NxHxW NxHxW). max_batch=1 gives a static batch-1 graph.
 """
 
 from __future__ import annotations
@@ -17,11 +23,13 @@ import numpy as np
 from edgeseg._optional import require
 from edgeseg.config import ModelMeta
 from edgeseg.errors import ConfigError, ExportError
+from edgeseg.export.formats import option_default
 from edgeseg.export.frames import sample_batch
 from edgeseg.export.onnx_io import ort_session, read_meta, save_onnx, set_meta
 from edgeseg.export.parity import ParityReport
 
-__all__ = ["INPUT_NAME", "OUTPUT_NAME", "onnx_from_torch", "read_meta", "check_dynamic", "Shape", "ParityReport"]
+__all__ = ["INPUT_NAME", "OUTPUT_NAME", "onnx_from_torch", "read_meta", "check_dynamic", "batch_shapes", "Shape",
+           "ParityReport"]
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +56,17 @@ def check_dynamic(dynamic: Sequence[Sequence[int]] | None) -> tuple[Shape, Shape
     return lo, opt, hi  # type: ignore[return-value]
 
 
+def batch_shapes(size: Sequence[int], max_batch: int) -> tuple[Shape, Shape, Shape] | None:
+    """The default profile of a graph at (H, W): batch min 1 / opt 1 / max `max_batch`; None (static) for 1."""
+    if int(max_batch) < 1:
+        raise ConfigError(f"max batch must be >= 1, got {max_batch}")
+    if int(max_batch) == 1:
+        return None
+    height, width = (int(v) for v in size)
+    single: Shape = (1, 3, height, width)
+    return single, single, (int(max_batch), 3, height, width)
+
+
 def onnx_from_torch(
     model: Any,
     meta: ModelMeta,
@@ -55,17 +74,19 @@ def onnx_from_torch(
     *,
     input_size: tuple[int, int] | None = None,
     dynamic: Sequence[Sequence[int]] | None = None,
+    max_batch: int = option_default("max_batch"),
     lowres: bool = False,
     opset: int = DEFAULT_OPSET,
     sample: np.ndarray | None = None,
-    slim: bool = False,
     atol: float = 1e-3,
     rtol: float = 1e-3,
 ) -> Path:
     """Export `model` to ONNX at `path` (input 'input' N,3,H,W float32 -> output 'logits'), checked before writing.
 
     `dynamic` = (min, opt, max) (N, 3, H, W) shapes: axes that differ become dynamic, and the ModelMeta records them
-    (meta.dynamic_shapes) so an engine build can reuse them as its optimisation profile. `lowres` exports
+    (meta.dynamic_shapes) so an engine build can reuse them as its optimisation profile. Without `dynamic`, only the
+    batch axis is dynamic, from 1 to `max_batch` (batch_shapes; max_batch=1: a static batch-1 graph; ignored
+    with `dynamic`, whose batch range applies). `lowres` exports
     `model.forward_lowres` (logits at stride model.output_stride; the runtime upsamples). `sample` is an optional
     BGR uint8 frame for the real-looking parity input (otherwise a synthetic street scene is used).
 
@@ -76,6 +97,8 @@ def onnx_from_torch(
     torch = require("torch", "exporting to ONNX")
     onnx = require("onnx", "exporting to ONNX")
     shapes, size = _resolve_shapes(meta, input_size, dynamic)
+    if shapes is None:
+        shapes = batch_shapes(size, max_batch)
     export_shape = shapes[1] if shapes else (1, 3, *size)
     module, stride = _export_module(torch, model, lowres)
     out_meta = meta.replace(
@@ -88,9 +111,6 @@ def onnx_from_torch(
     try:
         onnx_model = _trace(torch, onnx, module, export_shape, shapes, opset, type(model).__name__)
         _inline_identity_weights(onnx_model)
-        if slim:
-            onnxslim = require("onnxslim", "slimming the exported ONNX graph (slim=True)")
-            onnx_model = onnxslim.slim(onnx_model)
         set_meta(onnx_model, out_meta)
         _check_graph(onnx, onnx_model)
         report = _parity(torch, module, onnx_model, out_meta, shapes or (export_shape,), sample, atol, rtol)

@@ -62,12 +62,15 @@ def test_build_engine_with_sidecar(variants, name):
 def test_rtx_builder_config_sets_user_allocation_and_targets(variants):
     """The real tensorrt_rtx builder config: REQUIRE_USER_ALLOCATION (CUDA-graph capture) and the AOT targets."""
     from edgeseg.export.engine import _CapturingLogger, builder_config, parse_onnx
+    from edgeseg.export.onnx_export import check_dynamic
     from edgeseg.export.onnx_io import read_meta
 
     src = variants["fp16"]
     logger = _CapturingLogger(trt_rtx)
     builder, network, _ = parse_onnx(trt_rtx, "tensorrt_rtx", src, logger)
-    config = builder_config(trt_rtx, "tensorrt_rtx", builder, network, read_meta(src), None, None, src.name)
+    meta = read_meta(src)  # the export's default dynamic batch: its profile is needed to build
+    config = builder_config(trt_rtx, "tensorrt_rtx", builder, network, meta, check_dynamic(meta.dynamic_shapes), None,
+                            src.name)
     assert config.get_flag(trt_rtx.BuilderFlag.REQUIRE_USER_ALLOCATION)
     targets = [config.get_compute_capability(i) for i in range(config.num_compute_capabilities)]
     assert [t.name for t in targets] == ["SM" + cc.replace(".", "") for cc in RTX_TARGETS]
