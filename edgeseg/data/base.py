@@ -189,20 +189,26 @@ class FileDataset(SegmentationDataset):
 
 
 def validate_dataset(dataset: SegmentationDataset, limit: int | None = None) -> int:
-    """Load every sample (or the first `limit`); raise the first problem as DataError, else return the count checked."""
+    """Load every sample (or the first `limit`); raise the first problem as DataError, else return the count checked.
+
+    Messages start with the split and sample ("val sample 3 (0001TP_008550): ...") and name the file, so a bad
+    label is found before training or evaluation starts, not in a DataLoader worker after an epoch."""
     count = len(dataset) if limit is None else min(len(dataset), int(limit))
+    split = getattr(dataset, "split", "")
     if len(dataset) == 0:
         raise DataError(f"{dataset!r} has no samples")
     for index in range(count):
+        where = f"{split} sample {index} ({dataset.name_of(index)})".lstrip()
         try:
             image, label = dataset[index]
         except DataError as exc:
-            raise DataError(f"sample {index} ({dataset.name_of(index)}): {exc}") from exc
+            raise DataError(f"{where}: {exc}") from exc
         bad = (label >= dataset.num_classes) & (label != IGNORE_INDEX)
         if bad.any():
-            raise DataError(f"sample {index} ({dataset.name_of(index)}) has label ids {np.unique(label[bad]).tolist()}")
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != label.shape:
             raise DataError(
-                f"sample {index} ({dataset.name_of(index)}) has image {image.shape} and label {label.shape}"
+                f"{where} has label ids {np.unique(label[bad]).tolist()} outside the classes "
+                f"0..{dataset.num_classes - 1} (255 = ignore)"
             )
+        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != label.shape:
+            raise DataError(f"{where} has image {image.shape} and label {label.shape}; they must match in (H, W)")
     return count

@@ -8,8 +8,10 @@ or, with no split folders, DIR/images + DIR/labels (or masks): one split, opened
 
 Label ids 0..num_classes-1 are classes; `ignore_index` from classes.json (default 255) is void and becomes 255.
 Without classes.json the classes are inferred by scanning every label PNG under DIR (all splits, so train and val
-agree): ids 0..max are named class_0..class_{max} (255 is void) with the VOC colour map. Write a classes.json to
-fix the names, the colours and the number of classes (a split may not contain the rarest class).
+agree): the ids found (255 aside, which is void) must be exactly 0..K-1, every one of them present somewhere, and
+are named class_0..class_{K-1} with the VOC colour map. A gap means a stray id (one pixel of 200 would otherwise
+make a 201-class model), so it is refused, naming the files that hold the ids above the gap. Write a classes.json
+to fix the names, the colours and the number of classes (including classes that no label holds).
 """
 
 from __future__ import annotations
@@ -65,19 +67,54 @@ def read_classes_json(path: Path) -> tuple[DatasetInfo, int]:
 
 
 def infer_classes(root: Path) -> DatasetInfo:
-    """class_0..class_{max} from the largest non-void id in every label PNG under `root`."""
+    """class_0..class_{K-1} from the label PNGs under `root`, whose non-void ids must be exactly 0..K-1.
+
+    Dense ids are the one case where the class list can be guessed: with a gap, either the labels hold a stray id
+    or some classes never occur, and only a classes.json can say which (and how many classes there are)."""
     labels = sorted(root.glob("*/labels/*.png")) + sorted(root.glob("*/masks/*.png"))
     labels += sorted(root.glob("labels/*.png")) + sorted(root.glob("masks/*.png"))
-    largest = -1
+    first_file: dict[int, Path] = {}  # id -> the first label file holding it, to name in errors
     for path in labels:
-        ids = np.unique(read_label_png(path))
-        ids = ids[ids != IGNORE_INDEX]
-        if ids.size:
-            largest = max(largest, int(ids.max()))
-    if largest < 0:
-        raise DataError(f"{root} has no {CLASSES_FILE} and its labels hold no class ids to infer the classes from")
-    n = largest + 1
+        for class_id in np.unique(read_label_png(path)).tolist():
+            if class_id != IGNORE_INDEX:
+                first_file.setdefault(int(class_id), path)
+    how_to_fix = (
+        f"add {root / CLASSES_FILE} listing the classes, e.g. "
+        '{"classes": ["road", "car", ...], "ignore_index": 255} (ids 0..K-1 are the classes, 255 is void)'
+    )
+    if not first_file:
+        raise DataError(f"{root} has no {CLASSES_FILE} and its labels hold no class ids to infer the classes from; "
+                        f"{how_to_fix}")
+    ids = sorted(first_file)
+    missing = sorted(set(range(min(ids[-1], IGNORE_INDEX - 1) + 1)) - set(ids))  # 255 is void, never missing
+    if ids[-1] > IGNORE_INDEX or missing:
+        above = [i for i in ids if i > missing[0]] if missing else [i for i in ids if i > IGNORE_INDEX]
+        if missing:
+            why = f"but none of {_id_ranges(missing)}, so {_id_ranges(above)} look(s) like stray ids"
+        else:
+            why = f"and {_id_ranges(above)} do(es) not fit an 8-bit class id"
+        where = ", ".join(f"{i} in {first_file[i]}" for i in above[:3]) + (", ..." if len(above) > 3 else "")
+        raise DataError(
+            f"{root} has no {CLASSES_FILE}, so its classes are inferred from the label ids, which must then be "
+            f"0..K-1 with none missing (255 = void, K <= 255). Its labels hold ids {_id_ranges(ids)}, {why} "
+            f"({where}). Fix those labels, or {how_to_fix}"
+        )
+    n = len(ids)
     return DatasetInfo(tuple(f"class_{i}" for i in range(n)), tuple(default_palette(n)), IGNORE_INDEX)
+
+
+def _id_ranges(ids: list[int]) -> str:
+    """[0, 1, 2, 3, 7, 200, 201] -> '0..3, 7, 200..201', so a message stays short for many ids."""
+    parts: list[str] = []
+    start = prev = ids[0]
+    for value in [*ids[1:], None]:
+        if value is not None and value == prev + 1:
+            prev = value
+            continue
+        parts.append(str(start) if start == prev else f"{start}..{prev}")
+        if value is not None:
+            start = prev = value
+    return ", ".join(parts)
 
 
 class FolderDataset(FileDataset):

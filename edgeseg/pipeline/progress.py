@@ -21,12 +21,32 @@ def is_terminal(stream: TextIO) -> bool:
     return bool(isatty and isatty())
 
 
+class LogLines:
+    """A file-like wrapper for tqdm in a log: each in-place redraw ('\\r' + status) becomes one plain line.
+
+    tqdm always starts a redraw with '\\r' and clears a finished bar with '\\r' + spaces, whatever its options; a
+    log file would keep every fragment on one ever-growing line. Blank redraws (the clearing) are dropped."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+
+    def write(self, text: str) -> int:
+        for piece in text.replace("\x1b[A", "").replace("\r", "\n").split("\n"):
+            if piece.strip():
+                self.stream.write(piece.rstrip() + "\n")
+        return len(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+
 def tqdm_options(stream: TextIO | None = None) -> dict[str, Any]:
-    """tqdm settings for a bar on a terminal, or a line every LOG_INTERVAL_S without '\\r' in a log."""
+    """tqdm settings for a bar on a terminal, or a plain line every LOG_INTERVAL_S (no '\\r') in a log."""
     stream = stream or sys.stderr
     if is_terminal(stream):
         return {"file": stream}
-    return {"file": stream, "mininterval": LOG_INTERVAL_S, "ascii": True, "ncols": 100, "dynamic_ncols": False}
+    return {"file": LogLines(stream), "mininterval": LOG_INTERVAL_S, "ascii": True, "ncols": 100,
+            "dynamic_ncols": False}
 
 
 class ProgressReporter:

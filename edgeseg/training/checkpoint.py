@@ -11,7 +11,8 @@ from typing import Any
 
 from edgeseg._optional import require
 from edgeseg.config import ModelMeta
-from edgeseg.errors import ModelFileError
+from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.files import write_with
 from edgeseg.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint"
@@ -19,10 +20,8 @@ CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(path: str | Path, model: Any, meta: ModelMeta, **state: Any) -> Path:
-    """Write model weights, metadata and extra training state (epoch, optimizer, ...) atomically."""
+    """Write model weights, metadata and extra training state (epoch, optimizer, ...) atomically (write_with)."""
     torch = require("torch", "saving a checkpoint")
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
@@ -30,10 +29,9 @@ def save_checkpoint(path: str | Path, model: Any, meta: ModelMeta, **state: Any)
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **state,
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)  # a crash mid-write never leaves a half-written best.pt/last.pt behind
-    return path
+    # write_with: through a temporary file renamed into place, so a crash never leaves half a best.pt/last.pt,
+    # and OutputPathError (not an OSError traceback) when the folder cannot be written
+    return write_with(path, lambda handle: torch.save(payload, handle))
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
@@ -52,8 +50,11 @@ def load_model(path: str | Path) -> tuple[Any, ModelMeta]:
     from edgeseg.models import build_model
 
     payload = read_checkpoint(path)
-    meta = ModelMeta.from_dict(payload["meta"])
-    model = build_model(meta.model_name, num_classes=meta.num_classes)
+    try:  # the messages below do not know which file they are about: name it
+        meta = ModelMeta.from_dict(payload["meta"])
+        model = build_model(meta.model_name, num_classes=meta.num_classes)
+    except (ModelFileError, ConfigError) as exc:
+        raise ModelFileError(f"checkpoint {path}: {exc}") from exc
     try:
         model.load_state_dict(payload["state_dict"])
     except RuntimeError as exc:

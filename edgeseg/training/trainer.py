@@ -1,7 +1,12 @@
 """The training loop: SGD or AdamW with the poly schedule, optional class weights, AMP on CUDA, DDP via torchrun.
 
-`train(TrainConfig(...))` writes OUT/best.pt (highest val mIoU), OUT/last.pt (for --resume) and OUT/metrics.json.
+`train(TrainConfig(...))` writes OUT/best.pt (highest val mIoU), OUT/last.pt (for --resume), OUT/metrics.json, and
+after every epoch OUT/history.csv and OUT/history.png (edgeseg.training.history).
 Under `torchrun --nproc_per_node N` the same call runs DistributedDataParallel; only rank 0 writes files.
+
+Everything a user can get wrong is checked before the first training step, in this order: the options
+(`_check_config`), the output folder (`_check_out`), --resume's checkpoint, then every train and val sample
+(`_open_data`, edgeseg.data.validate_dataset), so a bad label fails in seconds instead of after an epoch.
 """
 
 from __future__ import annotations
@@ -10,6 +15,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,12 +28,16 @@ from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
 from edgeseg.config import IGNORE_INDEX, ModelMeta, make_meta, size_hw
-from edgeseg.data import open_dataset
-from edgeseg.errors import ConfigError
+from edgeseg.data import open_dataset, validate_dataset
+from edgeseg.errors import ConfigError, DataError, OutputPathError
 from edgeseg.evaluation import evaluate_predictor
 from edgeseg.files import write_file
+from edgeseg.metrics import format_score
 from edgeseg.models import build_model
+from edgeseg.models.registry import get_model_builder
+from edgeseg.pipeline.progress import is_terminal, tqdm_options
 from edgeseg.training.checkpoint import read_checkpoint, save_checkpoint
+from edgeseg.training.history import HISTORY_CSV, HISTORY_PNG, write_history
 from edgeseg.training.predictor import TorchPredictor
 from edgeseg.training.torch_data import TorchSegmentationDataset
 
@@ -35,6 +45,9 @@ log = logging.getLogger(__name__)
 
 OPTIMIZERS = ("sgd", "adamw")
 CLASS_WEIGHTS = ("none", "auto")
+DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
+# What a run writes into --out (rank 0); each must be a file there, or absent.
+OUTPUT_FILES = ("best.pt", "last.pt", "metrics.json", HISTORY_CSV, HISTORY_PNG)
 
 
 @dataclass
@@ -131,25 +144,31 @@ class _Run:
 
 @dataclass
 class _Epoch:
-    """One epoch's training outcome."""
+    """One epoch's outcome: training (loss, steps, speed, last learning rate) and its wall time with validation."""
 
     loss_sum: float = 0.0
     steps: int = 0
     images: int = 0
-    seconds: float = 0.0
+    seconds: float = 0.0  # training only, for images_per_s
+    lr: float = 0.0  # the learning rate of the epoch's last step (the poly schedule lowers it every step)
+    wall_seconds: float = 0.0  # training and validation
     out_of_time: bool = False
 
 
 def train(config: TrainConfig) -> dict:
-    """Train, evaluate every epoch, keep best/last checkpoints. Returns the metrics.json content."""
+    """Train, evaluate every epoch, keep best/last checkpoints and the history. Returns the metrics.json content."""
     size = _check_config(config)
-    run = _prepare(config, size)
+    out = _check_out(config)
+    resume = _resume_state(config, out)
+    run = _prepare(config, size, out, resume)
     for epoch in range(run.start_epoch, config.epochs):
+        started = time.perf_counter()
         result = _train_epoch(run, epoch)
-        scores = evaluate_model(run.core, run.val_set, run.meta, run.device, progress=run.rank == 0)
+        scores = _evaluate_epoch(run)
+        result.wall_seconds = time.perf_counter() - started
         _record_epoch(run, epoch, result, scores)
         if result.out_of_time:
-            log.info("stopping after epoch %d: --max-minutes %.1f reached", epoch + 1, config.max_minutes)
+            log.info("stopping after epoch %d: --max-minutes %g reached", epoch + 1, config.max_minutes)
             break
     return _finish(run)
 
@@ -157,26 +176,87 @@ def train(config: TrainConfig) -> dict:
 def _check_config(config: TrainConfig) -> tuple[int, int]:
     """The training (H, W), after checking every option that needs no data (so mistakes fail before any work)."""
     size = size_hw(config.image_size, "--image-size", minimum=16)
+    get_model_builder(config.model)  # ConfigError listing the registered names
     if config.optimizer not in OPTIMIZERS:
         raise ConfigError(f"--optimizer must be one of {OPTIMIZERS}, got {config.optimizer!r}")
     if config.class_weights not in CLASS_WEIGHTS:
         raise ConfigError(f"--class-weights must be one of {CLASS_WEIGHTS}, got {config.class_weights!r}")
-    if config.epochs < 1 or config.batch_size < 1:
-        raise ConfigError(f"--epochs and --batch-size must be >= 1, got {config.epochs} and {config.batch_size}")
-    if config.max_minutes is not None and config.max_minutes <= 0:
-        raise ConfigError(f"--max-minutes must be > 0, got {config.max_minutes}")
+    if config.epochs < 1:
+        raise ConfigError(f"--epochs must be >= 1, got {config.epochs}")
+    if config.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {config.batch_size}")
+    if config.workers < 0:
+        raise ConfigError(f"--workers must be >= 0 (0 loads data in the main process), got {config.workers}")
+    if config.lr is not None and not (math.isfinite(config.lr) and config.lr > 0):
+        raise ConfigError(f"--lr must be a number > 0, got {config.lr}")
+    if not (math.isfinite(config.weight_decay) and config.weight_decay >= 0):
+        raise ConfigError(f"--weight-decay must be a number >= 0, got {config.weight_decay}")
+    if config.max_minutes is not None and not (math.isfinite(config.max_minutes) and config.max_minutes > 0):
+        raise ConfigError(f"--max-minutes must be a number of minutes > 0, got {config.max_minutes}")
     return size
 
 
-def _prepare(config: TrainConfig, size: tuple[int, int]) -> _Run:
-    """Data, model (resumed when asked), loader, loss, optimizer: everything the epochs need."""
+def _check_out(config: TrainConfig) -> Path:
+    """--out as a folder that exists or can be made, checked without creating anything (see _make_out)."""
+    out = Path(config.out)
+    if out.exists() and not out.is_dir():
+        raise OutputPathError(f"--out {out} is a file, not a folder; training writes {', '.join(OUTPUT_FILES)} into "
+                              f"a folder: give a new or existing folder")
+    if out.is_symlink() and not out.exists():
+        raise OutputPathError(f"--out {out} is a symlink to {os.readlink(out)}, which does not exist")
+    existing = out
+    while not existing.exists():  # the nearest existing ancestor is where the folder would be created
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputPathError(f"--out {out} cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise OutputPathError(f"--out {out} is not writable: no permission to write in {existing}")
+    for name in OUTPUT_FILES:
+        if (out / name).is_dir():
+            raise OutputPathError(f"--out {out} holds a folder named {name}, where training writes a file")
+    data = Path(config.data).expanduser()
+    if config.data != "synthetic" and data.is_dir():
+        # inputs stay untouched: history.png in an images/ folder would become a training image next time
+        data, resolved = data.resolve(), out.resolve()
+        if resolved == data or data in resolved.parents:
+            raise OutputPathError(f"--out {out} is inside the --data folder {config.data}; write the run elsewhere "
+                                  f"so the dataset stays as it is")
+    return out
+
+
+def _make_out(out: Path) -> None:
+    """Create --out (rank 0), once the options and the data are known to be good."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputPathError(f"--out {out} cannot be created: {exc.strerror or exc}") from exc
+
+
+def _resume_state(config: TrainConfig, out: Path) -> dict | None:
+    """OUT/last.pt when --resume is given, checked to hold the same model and fewer epochs than --epochs."""
+    if not config.resume:
+        return None
+    last = out / "last.pt"
+    state = read_checkpoint(last)
+    if state["meta"]["model_name"] != config.model:
+        raise ConfigError(f"--resume: {last} holds {state['meta']['model_name']}, not {config.model}")
+    done = int(state.get("epoch", -1)) + 1
+    if config.epochs <= done:
+        raise ConfigError(f"--resume: {last} has already trained {done} epochs; give --epochs greater than {done} "
+                          f"to train more (--epochs counts all epochs, not the extra ones)")
+    return state
+
+
+def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict | None) -> _Run:
+    """Data (validated), model (resumed when asked), loader, loss, optimizer: everything the epochs need."""
     rank, world, local_rank = _distributed()
     device = torch.device(f"cuda:{local_rank}" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(config.seed + rank)
-    out = Path(config.out)
     train_set, val_set = _open_data(config, size)
     meta = make_meta(config.model, train_set.info.classes, size, palette=train_set.info.palette)
-    resume = _resume_state(config, out)
+    if resume is not None and tuple(resume["meta"]["classes"]) != meta.classes:
+        raise ConfigError(f"--resume: {out / 'last.pt'} was trained on classes {list(resume['meta']['classes'])}, "
+                          f"but --data {config.data} has {list(meta.classes)}")
 
     core = build_model(config.model, num_classes=meta.num_classes, pretrained_backbone=config.pretrained_backbone)
     if resume is not None:
@@ -216,39 +296,45 @@ def _prepare(config: TrainConfig, size: tuple[int, int]) -> _Run:
         run.start_epoch = int(resume["epoch"]) + 1
         run.best_miou = float(resume.get("best_miou", -1.0))
         run.history = list(resume.get("history", []))
+    if rank == 0:
+        _make_out(out)
     return run
 
 
 def _open_data(config: TrainConfig, size: tuple[int, int]) -> tuple[Any, Any]:
-    """(train split, val split) of --data; synthetic scenes are rendered at the training size."""
+    """(train split, val split) of --data, every sample of both loaded and checked before training starts.
+
+    Synthetic scenes are rendered at the training size. A bad label or image (an id outside the classes, a size
+    that differs from its image) is a DataError naming the split and file, not a DataLoader worker's traceback
+    after a full epoch."""
     kwargs: dict[str, Any] = {"synthetic_size": size}
     if config.synthetic_count:
         kwargs["synthetic_count"] = config.synthetic_count
-    return open_dataset(config.data, "train", **kwargs), open_dataset(config.data, "val", **kwargs)
-
-
-def _resume_state(config: TrainConfig, out: Path) -> dict | None:
-    """OUT/last.pt when --resume is given, checked to hold the same model."""
-    if not config.resume:
-        return None
-    state = read_checkpoint(out / "last.pt")
-    if state["meta"]["model_name"] != config.model:
-        raise ConfigError(f"--resume: {out / 'last.pt'} holds {state['meta']['model_name']}, not {config.model}")
-    return state
+    train_set, val_set = open_dataset(config.data, "train", **kwargs), open_dataset(config.data, "val", **kwargs)
+    if val_set.info.classes != train_set.info.classes:
+        raise DataError(f"--data {config.data}: the val split's classes {list(val_set.info.classes)} differ from "
+                        f"the train split's {list(train_set.info.classes)}")
+    started = time.perf_counter()
+    for dataset in (train_set, val_set):
+        validate_dataset(dataset)
+    log.info("checked %d train and %d val samples of %s (%d classes) in %.1f s", len(train_set), len(val_set),
+             config.data, train_set.num_classes, time.perf_counter() - started)
+    return train_set, val_set
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, float]:
     """(optimizer, base learning rate) for --optimizer and --lr."""
+    base_lr = config.lr if config.lr is not None else DEFAULT_LR[config.optimizer]
     if config.optimizer == "sgd":
-        base_lr = config.lr or 0.01
         return torch.optim.SGD(model.parameters(), lr=base_lr, momentum=config.momentum,
                                weight_decay=config.weight_decay), base_lr
-    base_lr = config.lr or 1e-3
     return torch.optim.AdamW(model.parameters(), lr=base_lr, weight_decay=config.weight_decay), base_lr
 
 
 def _train_epoch(run: _Run, epoch: int) -> _Epoch:
-    """One pass over the training loader with the poly schedule; stops early when --max-minutes runs out."""
+    """One pass over the training loader with the poly schedule; stops early when --max-minutes runs out.
+
+    Progress: a tqdm bar on a terminal, a plain line every few seconds when stderr is a log (tqdm_options)."""
     config = run.config
     run.model.train()
     run.train_data.epoch = epoch  # a fresh, reproducible augmentation per epoch
@@ -257,17 +343,21 @@ def _train_epoch(run: _Run, epoch: int) -> _Epoch:
     result = _Epoch()
     step = epoch * len(run.loader)
     started = time.perf_counter()
-    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=run.rank != 0, unit="batch", leave=False)
+    bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=run.rank != 0, unit="batch",
+               leave=False, **tqdm_options())
     for images, labels in bar:
+        result.lr = _poly_lr(run.base_lr, step + result.steps, run.total_steps, config.poly_power)
         for group in run.optimizer.param_groups:
-            group["lr"] = _poly_lr(run.base_lr, step + result.steps, run.total_steps, config.poly_power)
+            group["lr"] = result.lr
         loss = _train_step(run, images, labels)
         if not math.isfinite(loss):
             raise ConfigError(f"loss became {loss} at epoch {epoch + 1}; lower --lr")
         result.steps += 1
         result.images += images.shape[0] * run.world
         result.loss_sum += loss
-        bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{result.images / (time.perf_counter() - started):.1f}")
+        # refresh=False: the bar redraws at tqdm's own pace (mininterval), which keeps a log to a line every few s
+        bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{result.images / (time.perf_counter() - started):.1f}",
+                        refresh=False)
         if config.max_minutes is not None and (time.perf_counter() - run.started) / 60 > config.max_minutes:
             result.out_of_time = True  # the time budget ends the epoch early; it is still evaluated and saved
             break
@@ -291,27 +381,37 @@ def _train_step(run: _Run, images: torch.Tensor, labels: torch.Tensor) -> float:
     return float(loss.item())
 
 
+def _evaluate_epoch(run: _Run) -> dict:
+    """Val scores of the epoch's model; the eval bar only on a terminal (in a log the epoch line says it all)."""
+    progress = run.rank == 0 and is_terminal(sys.stderr)
+    return evaluate_model(run.core, run.val_set, run.meta, run.device, progress=progress)
+
+
 def _record_epoch(run: _Run, epoch: int, result: _Epoch, scores: dict) -> None:
-    """Append the epoch to the history; rank 0 saves last.pt, and best.pt when val mIoU improved."""
+    """Append the epoch to the history; rank 0 saves last.pt, best.pt when val mIoU improved, and the history."""
     record = {
         "epoch": epoch + 1,
         "train_loss": result.loss_sum / max(result.steps, 1),
         "steps": result.steps,
         "images_per_s": result.images / max(result.seconds, 1e-9),
         **{k: scores[k] for k in ("pixel_acc", "mean_acc", "miou", "fwiou")},
+        "lr": result.lr,
+        "seconds": result.wall_seconds,
     }
     run.history.append(record)
     is_best = scores["miou"] > run.best_miou
     run.best_miou = max(run.best_miou, scores["miou"])
     if run.rank != 0:
         return
-    log.info("epoch %d: loss %.3f, val mIoU %.3f, pixel acc %.3f", epoch + 1, record["train_loss"], scores["miou"],
-             scores["pixel_acc"])
+    log.info("epoch %d/%d: loss %.3f, val mIoU %s, pixel acc %s, lr %.3g, %.1f s%s", epoch + 1, run.config.epochs,
+             record["train_loss"], format_score(scores["miou"]), format_score(scores["pixel_acc"]), result.lr,
+             result.wall_seconds, " (best so far)" if is_best else "")
     state = {"epoch": epoch, "best_miou": run.best_miou, "history": run.history, "train_config": _jsonable(run.config)}
     save_checkpoint(run.out / "last.pt", run.core, run.meta, optimizer=run.optimizer.state_dict(), **state)
     if is_best:
         save_checkpoint(run.out / "best.pt", run.core, run.meta, val_scores=scores, **state)
         run.best_scores = scores
+    write_history(run.out, run.history)
 
 
 def _finish(run: _Run) -> dict:
