@@ -38,6 +38,18 @@ def _dynamic_problem(value: Any) -> str | None:
     return None
 
 
+def _triton_repo_problem(value: Any) -> str | None:
+    from edgeseg.export.triton import check_repo_path
+
+    return check_repo_path(value)
+
+
+def _triton_name_problem(value: Any) -> str | None:
+    from edgeseg.export.triton import check_model_name
+
+    return check_model_name(value)
+
+
 def _at_least(minimum: float) -> Callable[[Any], str | None]:
     return lambda value: None if value >= minimum else f"must be >= {minimum}, got {value}"
 
@@ -115,17 +127,30 @@ def _int8_step(fp32: Path, dst: Path, *, progress: bool, calib: Any, calib_frame
 # ----- the table -------------------------------------------------------------------------------------------------
 COMMON_OPTIONS: tuple[Option, ...] = (
     Option("engine", "also build a strongly typed TensorRT engine per precision (+ .json sidecar)", None, False),
-    Option("input_size", "the graph's input size (default: the checkpoint's)", int, None, nargs=2,
+    Option("input_size", "the graph's input size (unset: the checkpoint's)", int, None, nargs=2,
            metavar=("H", "W"), check=lambda v: None if min(v) >= 1 else f"must be positive, got {list(v)}"),
     Option("dynamic", "dynamic shapes MIN OPT MAX, each NxHxW (e.g. 1x240x320 1x360x480 4x720x960); OPT is the "
            "size frames are resized to and the engine is tuned for", parse_shape, None, nargs=3,
            metavar=("MIN", "OPT", "MAX"), check=_dynamic_problem),
+    Option("max_batch", "largest batch the graph takes: its batch axis is dynamic from 1 to N (engines get the "
+           "profile min 1 / opt 1 / max N) so several sources run as one batch; 1 gives a static batch-1 graph",
+           int, 4, metavar="N", check=_at_least(1)),
     Option("argmax", "end the graph in ArgMax: output 'classmap' uint8 N,H,W", None, False),
     Option("uint8_input", "the graph takes uint8 NHWC BGR frames and normalises inside", None, False),
     Option("lowres", "stop before the final upsampling (the runtime upsamples and takes the argmax)", None, False),
     Option("workspace_mb", "TensorRT builder workspace limit in MiB", int, None, check=_at_least(1), needs="engine"),
     Option("flavour", "TensorRT flavour for --engine (auto: tensorrt if importable, else tensorrt_rtx)", str, "auto",
            choices=("auto",) + FLAVOURS, needs="engine"),
+    Option("deepstream", "also write a DeepStream nvinfer config, labels file and sample multi-stream pipeline "
+           "(gst-launch-1.0 line and Python script) into DIR, for model_deepstream.onnx (the FP32 graph with the "
+           "per-channel std folded into its first convolution; FP16 when --precision includes fp16)", str, None,
+           metavar="DIR"),
+    Option("triton", "also write a Triton Inference Server model repository into REPO: NAME_onnx (onnxruntime "
+           "backend), NAME_python (Python backend, CPU) and, with --engine, NAME_trt; needs --uint8-input --argmax "
+           "(uint8 frames in, class map out) and --max-batch N >= 2; from the first --precision", str, None,
+           metavar="REPO", check=_triton_repo_problem),
+    Option("triton_name", "model name prefix in the Triton repository", str, "edgeseg", metavar="NAME",
+           check=_triton_name_problem, needs="triton"),
     Option("report_data", "dataset folder: report mIoU per precision on its val split (report.json)", str, None),
     Option("miou_threshold", "largest mIoU drop in points vs fp32 that still passes", float, 1.0,
            check=_at_least(0.0), needs="report_data"),
@@ -138,7 +163,7 @@ FORMATS: dict[str, Format] = {
                "model_fp32.engine", _fp32_step),
         Format("fp16", "float16 weights and activations, sensitive ops kept in float32", "model_fp16.onnx",
                "model_fp16.engine", _fp16_step, options=(
-                   Option("fp16_io", "inputs and outputs in float16 too (default: they stay float32)", None, False),
+                   Option("fp16_io", "inputs and outputs in float16 too (without it they stay float32)", None, False),
                )),
         Format("int8", "INT8 Q/DQ (symmetric, per-channel weights) with an FP16 rest, calibrated on frames",
                "model_int8.onnx", "model_int8.engine", _int8_step, options=(
@@ -157,6 +182,7 @@ FORMATS: dict[str, Format] = {
 }
 
 DEFAULT_PRECISIONS = ("fp32",)
+
 
 
 def all_options() -> dict[str, Option]:
@@ -202,12 +228,30 @@ class ExportRequest:
 _CROSS_RULES: tuple[tuple[Callable[[Mapping[str, Any]], bool], str], ...] = (
     (lambda o: bool(o.get("argmax") and o.get("lowres")),
      "--argmax and --lowres exclude each other: a lowres graph leaves upsampling and argmax to the runtime"),
+    (lambda o: bool(o.get("fp16_io") and o.get("uint8_input")),
+     "--fp16-io and --uint8-input exclude each other: a --uint8-input graph takes uint8 frames, so its input cannot "
+     "be float16 too: drop one of them"),
     (lambda o: o.get("dynamic") is not None and o.get("input_size") is not None,
      "give either --input-size or --dynamic (whose opt shape is the input size), not both"),
+    (lambda o: o.get("deepstream") is not None and bool(o.get("lowres")),
+     "--deepstream and --lowres exclude each other: nvinfer takes the argmax at the graph output's resolution, so a "
+     "lowres graph would give DeepStream masks at 1/stride resolution"),
+    (lambda o: o.get("triton") is not None and not (o.get("uint8_input") and o.get("argmax")),
+     "--triton needs --uint8-input and --argmax: every model of the repository takes uint8 NHWC BGR frames and "
+     "gives a uint8 class map (normalisation and argmax in the graph)"),
+    (lambda o: o.get("triton") is not None and o.get("dynamic") is None and int(o.get("max_batch") or 1) < 2,
+     "--triton needs a dynamic batch axis for the server to batch requests: give --max-batch N with N >= 2"),
     (lambda o: o.get("int8_target") == "cpu" and bool(o.get("engine")),
      "--int8-target cpu makes an ONNX Runtime CPU model; TensorRT engines need the default --int8-target "
      "tensorrt (drop --engine or the target)"),
 )
+
+
+# Options that exclude each other when both are set by the caller (the cross rules above see defaults filled in).
+_EXCLUSIVE_WHEN_SET: dict[tuple[str, str], str] = {
+    ("max_batch", "dynamic"): "--dynamic's MIN and MAX shapes give the batch range (e.g. 1x360x480 1x360x480 "
+                              "4x360x480)",
+}
 
 
 def check_request(precisions: Sequence[str], **options: Any) -> ExportRequest:
@@ -239,6 +283,10 @@ def check_request(precisions: Sequence[str], **options: Any) -> ExportRequest:
     for test, message in _CROSS_RULES:
         if test(resolved):
             raise ConfigError(message)
+    for first, second in _EXCLUSIVE_WHEN_SET:  # on what the caller set: these options have defaults
+        if first in given and second in given:
+            raise ConfigError(f"give either {table[first].flag} or {table[second].flag}, not both: "
+                              f"{_EXCLUSIVE_WHEN_SET[(first, second)]}")
     return ExportRequest(tuple(formats), resolved, frozenset(given))
 
 

@@ -3,19 +3,23 @@
 It only chains the small steps, reading what to do from the format table (edgeseg.export.formats):
 check the request and its inputs -> onnx_from_torch -> each format's step -> add_uint8_input / add_argmax ->
 engine_from_onnx -> accuracy_report. Everything that can be refused is refused before the first slow step or
-written file: the request itself, an unreadable calibration source, a missing TensorRT, a dataset whose classes do
-not match the model, an output that would overwrite an input.
+written file: the request itself, an --out that is a file or cannot be created, an unreadable calibration source,
+a missing TensorRT, a dataset whose classes do not match the model, an output that would overwrite an input. So a
+refused request leaves no folder behind. The files an export writes are recorded in DIR/export_manifest.json, and
+the next export into DIR removes the ones it does not write again (edgeseg.export.manifest says why).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 from edgeseg.config import ModelMeta
-from edgeseg.errors import OutputPathError
-from edgeseg.export.formats import DEFAULT_PRECISIONS, ExportRequest, check_request
+from edgeseg.errors import DataError, OutputPathError
+from edgeseg.export.formats import DEFAULT_PRECISIONS, FORMATS, ExportRequest, check_request
+from edgeseg.export.manifest import MANIFEST_NAME, ExportRecord, read_manifest
 from edgeseg.export.onnx_io import load_onnx, get_meta, save_onnx
 
 log = logging.getLogger(__name__)
@@ -39,53 +43,115 @@ def export_model(
     """
     request = check_request(list(precisions), **options)
     out_dir = Path(out_dir)
+    outputs = _output_paths(out_dir, request)
+    _check_out_dir(out_dir, outputs)
     _check_sources(request)
     _check_outputs_clear_of_inputs(ckpt, out_dir, request)
     from edgeseg.training.checkpoint import load_model
 
     model, meta = load_model(ckpt)
     dataset = _report_dataset(request, meta)
-    fp32 = _export_fp32(model, meta, out_dir, request)
-    onnx_paths = _make_formats(fp32, out_dir, request, progress)
-    _apply_graph_edits(onnx_paths, request)
-    engines = _build_engines(onnx_paths, out_dir, request)
-    report = _accuracy_report(onnx_paths, engines, out_dir, request, dataset, progress)
+    # Nothing is written before this point, so a refused request leaves no --out folder behind.
+    with ExportRecord(out_dir, outputs, inputs=_input_paths(ckpt, request), checkpoint=str(ckpt),
+                      precisions=[f.precision for f in request.formats]):
+        fp32 = _export_fp32(model, meta, out_dir, request)
+        onnx_paths = _make_formats(fp32, out_dir, request, progress)
+        deepstream = _write_deepstream(onnx_paths, out_dir, request)  # from the float graphs, before graph edits
+        _apply_graph_edits(onnx_paths, request)
+        engines = _build_engines(onnx_paths, out_dir, request)
+        report = _accuracy_report(onnx_paths, engines, out_dir, request, dataset, progress)
+        triton = _write_triton(onnx_paths, engines, request)
+    _warn_unrecorded_outputs(out_dir)
     return {"onnx": {p: str(v) for p, v in onnx_paths.items()},
             "engines": {p: str(v) for p, v in engines.items()},
-            "parity": get_meta(load_onnx(fp32)).parity, "report": report}
+            "parity": get_meta(load_onnx(fp32)).parity, "report": report,
+            "deepstream": {name: str(path) for name, path in deepstream.items()},
+            "triton": {backend: str(path) for backend, path in triton.items()}}
 
 
 # ----- checks before any slow work --------------------------------------------------------------------------------
+def _check_out_dir(out_dir: Path, outputs: Sequence[Path]) -> None:
+    """--out must be a folder that exists or can be made, and no output name may be taken by a folder: write_file
+    would otherwise fail only after the slow steps."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise OutputPathError(f"--out {out_dir} is a file, not a folder: give a folder for the exported models")
+    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())  # '.' or '/' at the latest
+    if not existing.is_dir():
+        raise OutputPathError(f"--out {out_dir} cannot be created: {existing} is a file, not a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        where = "" if existing == out_dir else f" (the folder {existing} it would be created in)"
+        raise OutputPathError(f"--out {out_dir} is not writable{where}")
+    for path in [*outputs, out_dir / MANIFEST_NAME]:
+        if path.is_dir():
+            raise OutputPathError(f"output {path} is a folder; move it away or choose another --out folder")
+
+
 def _check_sources(request: ExportRequest) -> None:
     """An unreadable calibration source or a missing TensorRT fails before anything is written."""
     if request.options.get("calib") is not None:
         from edgeseg.data.frame_files import iter_frames
 
-        next(iter_frames(request.options["calib"], limit=1))
+        try:  # zero usable frames is refused here; fewer than --calib-frames is a warning at calibration
+            next(iter_frames(request.options["calib"], limit=1))
+        except DataError as exc:
+            raise DataError(f"--calib: {exc}") from exc
     if request.options["engine"]:
         from edgeseg.runtime.trt_flavours import import_trt
 
         import_trt(request.options["flavour"])
+    if request.options["deepstream"] is not None:
+        from edgeseg.export.deepstream import check_deepstream_dir
+
+        check_deepstream_dir(request.options["deepstream"])
 
 
 def _output_paths(out_dir: Path, request: ExportRequest) -> list[Path]:
-    paths = [out_dir / "model.onnx", out_dir / REPORT_NAME]
-    for fmt in request.formats:
-        paths += [out_dir / fmt.onnx_name, out_dir / fmt.engine_name, out_dir / (fmt.engine_name + ".json"),
-                  out_dir / (fmt.engine_name + ".cache")]
-    return paths
+    """Every file this request writes into out_dir (a step that writes more must add them here: this list is what
+    the manifest records, what is checked against the inputs, and what a failed export into a new folder removes)."""
+    paths = [out_dir / FORMATS["fp32"].onnx_name] + [out_dir / fmt.onnx_name for fmt in request.formats]
+    if request.options["engine"]:
+        paths += [out_dir / name for fmt in request.formats for name in (fmt.engine_name, fmt.engine_name + ".json")]
+    if request.options["report_data"] is not None:
+        paths.append(out_dir / REPORT_NAME)
+    if request.options["deepstream"] is not None:
+        from edgeseg.export.deepstream import DEEPSTREAM_ENGINE, DEEPSTREAM_ONNX, deepstream_outputs
+
+        paths.append(out_dir / DEEPSTREAM_ONNX)
+        if request.options["engine"]:
+            paths += [out_dir / DEEPSTREAM_ENGINE, out_dir / (DEEPSTREAM_ENGINE + ".json")]
+        paths += deepstream_outputs(request.options["deepstream"])
+    return list(dict.fromkeys(paths))
+
+
+def _input_paths(ckpt: str | Path, request: ExportRequest) -> list[Path]:
+    """The files and folders the export reads: never written, never removed as stale."""
+    inputs = [Path(ckpt)]
+    inputs += [Path(request.options[name]) for name in ("calib", "report_data")
+               if isinstance(request.options.get(name), (str, Path))]
+    return inputs
 
 
 def _check_outputs_clear_of_inputs(ckpt: str | Path, out_dir: Path, request: ExportRequest) -> None:
     """No output may replace an input (the checkpoint, a calibration image or video)."""
-    inputs = [Path(ckpt)]
-    calib = request.options.get("calib")
-    if isinstance(calib, (str, Path)):
-        inputs.append(Path(calib))
-    inputs = [p.resolve() for p in inputs if p.exists()]
-    for path in _output_paths(out_dir, request):
+    inputs = [p.resolve() for p in _input_paths(ckpt, request) if p.exists()]
+    replaced = _output_paths(out_dir, request)
+    if request.options["engine"]:  # a rebuilt engine's runtime cache is removed (export/engine.py)
+        replaced += [out_dir / (fmt.engine_name + ".cache") for fmt in request.formats]
+    for path in replaced:
         if path.exists() and any(path.resolve() == p for p in inputs):
             raise OutputPathError(f"export output {path} is one of its inputs; choose another --out folder")
+
+
+def _warn_unrecorded_outputs(out_dir: Path) -> None:
+    """Export outputs in the folder that no manifest records (left by an export older than manifests, or copied
+    in): they are kept, and said so, since `edgeseg run` would load them as they are."""
+    known = {FORMATS["fp32"].onnx_name, REPORT_NAME}
+    known |= {name for fmt in FORMATS.values() for name in (fmt.onnx_name, fmt.engine_name, fmt.engine_name + ".json")}
+    recorded = read_manifest(out_dir)
+    leftovers = sorted(name for name in known if name not in recorded and (out_dir / name).is_file())
+    if leftovers:
+        log.warning("%s also holds %s, which this export did not write and no EdgeSeg manifest records: kept; "
+                    "delete them if they belong to another model", out_dir, ", ".join(leftovers))
 
 
 def _report_dataset(request: ExportRequest, meta: ModelMeta) -> Any:
@@ -103,7 +169,8 @@ def _export_fp32(model: Any, meta: ModelMeta, out_dir: Path, request: ExportRequ
     from edgeseg.export.onnx_export import onnx_from_torch
 
     path = onnx_from_torch(model, meta, out_dir / FORMATS["fp32"].onnx_name, input_size=request.options["input_size"],
-                           dynamic=request.options["dynamic"], lowres=request.options["lowres"])
+                           dynamic=request.options["dynamic"], max_batch=request.options["max_batch"],
+                           lowres=request.options["lowres"])
     log.info("FP32 ONNX %s", path)
     return path
 
@@ -115,6 +182,41 @@ def _make_formats(fp32: Path, out_dir: Path, request: ExportRequest, progress: b
         paths[fmt.precision] = fmt.step(fp32, out_dir / fmt.onnx_name, progress=progress, **request.step_options(fmt))
         log.info("%s ONNX %s", fmt.precision, paths[fmt.precision])
     return paths
+
+
+def _write_deepstream(paths: Mapping[str, Path], out_dir: Path, request: ExportRequest) -> dict[str, Path]:
+    """--deepstream: model_deepstream.onnx (std folded; FP16 when fp16 was asked for), its engine with --engine and
+    TensorRT, and the nvinfer config, labels and sample pipeline in the --deepstream folder."""
+    if request.options["deepstream"] is None:
+        return {}
+    from edgeseg.export.deepstream import DEEPSTREAM_ENGINE, DEEPSTREAM_ONNX, deepstream_onnx, write_deepstream
+
+    onnx_path = deepstream_onnx(paths["fp32"], out_dir / DEEPSTREAM_ONNX, fp16="fp16" in paths)
+    engine = None
+    if request.options["engine"]:
+        from edgeseg.runtime.trt_flavours import import_trt
+
+        if import_trt(request.options["flavour"])[1] == "tensorrt":
+            from edgeseg.export.engine import engine_from_onnx
+
+            engine = engine_from_onnx(onnx_path, out_dir / DEEPSTREAM_ENGINE, flavour="tensorrt",
+                                      workspace_mb=request.options["workspace_mb"])
+        else:  # nvinfer runs TensorRT, which cannot load a TensorRT-RTX engine
+            log.warning("DeepStream's nvinfer cannot load TensorRT-RTX engines: it builds its own from %s on its "
+                        "first run", DEEPSTREAM_ONNX)
+    written = write_deepstream(onnx_path, request.options["deepstream"], engine=engine)
+    return {"onnx": onnx_path, **({"engine": engine} if engine is not None else {}), **written}
+
+
+def _write_triton(paths: Mapping[str, Path], engines: Mapping[str, Path], request: ExportRequest) -> dict[str, Path]:
+    """--triton REPO: the Triton model repository (edgeseg.export.triton) from the first requested precision."""
+    if request.options["triton"] is None:
+        return {}
+    from edgeseg.export.triton import write_triton_repository
+
+    precision = request.formats[0].precision
+    return write_triton_repository(request.options["triton"], paths[precision], engine=engines.get(precision),
+                                   name=request.options["triton_name"])
 
 
 def _apply_graph_edits(paths: Mapping[str, Path], request: ExportRequest) -> None:

@@ -3,6 +3,10 @@
 Shapes: --input-size H W fixes the graph's input size (default: the checkpoint's). --dynamic MIN OPT MAX makes
 the graph dynamic; each shape is NxHxW (e.g. 1x240x320 1x360x480 4x720x960: batch x height x width, the 3
 channels are implied); OPT is the input size the runtime resizes frames to and the engine is tuned for.
+
+Re-exporting into a used --out: DIR/export_manifest.json lists the files each export wrote; the next export into
+DIR removes those it does not write again (logged), so an old model_int8.onnx or engine never sits next to a new
+model.onnx. Files EdgeSeg did not write, or that changed since, are never touched.
 """
 
 from __future__ import annotations
@@ -48,11 +52,13 @@ def _add_option(group: argparse._ArgumentGroup, option: Option) -> None:
 
 def add_parser(sub) -> None:
     p = sub.add_parser("export", help="export a checkpoint to ONNX / TensorRT", description=__doc__,
-                       epilog=_formats_table(), formatter_class=argparse.RawDescriptionHelpFormatter)
+                       epilog=_formats_table())
     p.add_argument("ckpt", help="checkpoint (.pt) written by `edgeseg train`")
-    p.add_argument("--out", required=True, help="output folder (model.onnx, model_fp16.onnx, ...)")
+    p.add_argument("--out", required=True, help="output folder (model.onnx, model_fp16.onnx, ...); it may hold an "
+                   "earlier export: the files that export wrote and this one does not are removed (listed in "
+                   "export_manifest.json), other files are left alone")
     p.add_argument("--precision", nargs="+", default=list(DEFAULT_PRECISIONS), choices=list(FORMATS),
-                   help=f"formats to export (default: {' '.join(DEFAULT_PRECISIONS)}); see the table below")
+                   help="formats to export; see the table below")
     common = p.add_argument_group("every format")
     for option in COMMON_OPTIONS:
         _add_option(common, option)

@@ -15,7 +15,7 @@ def test_default_export_is_fp32_onnx(tiny_ckpt, tmp_path):
     result = export_model(tiny_ckpt, tmp_path)
     assert result["onnx"] == {"fp32": str(tmp_path / "model.onnx")}
     assert result["parity"]["argmax_agreement"] >= 0.999 and result["engines"] == {}
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["export_manifest.json", "model.onnx"]
 
 
 def test_all_precisions_engines_and_report(tiny_ckpt, tmp_path, image_dir):
