@@ -114,6 +114,23 @@ class EngineSidecar:
             raise ModelFileError(f"{where} is malformed: {exc!r}") from exc
 
 
+def foreign_sidecar(engine_path: str | Path, *, runtime_flavour: str, trt_version: str, inputs: tuple[TensorInfo, ...],
+                    outputs: tuple[TensorInfo, ...], meta: ModelMeta, profile: tuple[tuple[int, ...], ...] | None,
+                    gpu_name: str | None, compute_capability: str | None) -> EngineSidecar:
+    """The sidecar of an engine EdgeSeg did not build (trtexec, ...): what the runtime that deserialized it here
+    read from it (flavour, version, GPU, I/O tensors, profile) plus the ModelMeta the user gave.
+
+    Build-time facts no engine states (precision, strongly typed, compatibility flags) are recorded as unknown or
+    conservative: precision from the metadata, no version or hardware compatibility, so the placement check holds it
+    to this TensorRT version and this GPU's compute capability."""
+    lean = runtime_flavour in ("tensorrt_dispatch", "tensorrt_lean")  # these only run version-compatible plans
+    return EngineSidecar(
+        flavour="tensorrt" if lean else runtime_flavour, trt_version=trt_version, precision=meta.precision,
+        inputs=inputs, outputs=outputs, meta=meta, engine_sha256=sha256_file(engine_path), strongly_typed=False,
+        profile=profile, gpu_name=gpu_name, compute_capability=compute_capability, version_compatible=lean,
+        built_at="unknown (engine built outside EdgeSeg; sidecar written by edgeseg annotate)")
+
+
 def _tensor(entry: dict[str, Any]) -> TensorInfo:
     info = TensorInfo(str(entry["name"]), tuple(int(d) for d in entry["shape"]), str(entry["dtype"]))
     info.np_dtype  # noqa: B018  (raises TypeError on an unknown dtype name)
@@ -138,7 +155,10 @@ def read_sidecar(engine_path: str | Path) -> EngineSidecar:
     if not engine_path.is_file():
         raise ModelFileError(f"engine {engine_path} does not exist")
     if not side.is_file():
-        raise ModelFileError(f"engine {engine_path} has no sidecar {side.name}; rebuild it with `edgeseg export --engine`")
+        raise ModelFileError(f"engine {engine_path} has no sidecar {side.name}; rebuild it with `edgeseg export "
+                             "--engine`, or, for an engine built by another tool (trtexec), pass what the sidecar "
+                             "would say (--classes FILE|N, --input-size H W, --mean R G B --std R G B, ...) or write "
+                             "it once with `edgeseg annotate`")
     try:
         data = json.loads(side.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:

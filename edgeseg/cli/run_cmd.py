@@ -10,6 +10,7 @@ import argparse
 import sys
 from typing import Any
 
+from edgeseg.cli.model_fact_options import add_model_fact_options, model_facts_from_args
 from edgeseg.errors import ConfigError
 
 _EPILOG = """\
@@ -37,10 +38,9 @@ stats add up: read = processed + dropped + unreadable, per source and in total.
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "run",
-        help="segment a video / image folder / camera / stream into an overlay MP4 and mask PNGs",
+        help="segment videos, image folders, cameras or streams",
         description=__doc__.splitlines()[0],
         epilog=_EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("model", help="exported model: .onnx or .engine (its metadata gives size, classes, palette)")
     parser.add_argument("--source", action="append", required=True, metavar="SRC",
@@ -51,40 +51,56 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "OUT_1.mp4... for several sources; a picture (OUT.png/.jpg) for a single image in")
     parser.add_argument("--view", choices=("overlay", "mask", "side-by-side"), default="overlay",
                         help="what --out and --display show: the overlay, the colour mask alone, or the frame and "
-                        "the overlay side by side (default overlay)")
+                        "the overlay side by side")
     parser.add_argument("--legend", action="store_true", help="draw the class names in their colours")
     parser.add_argument("--show-fps", action="store_true", help="draw the running FPS on each picture")
     parser.add_argument("--masks", metavar="DIR", help="write class-id mask PNGs (frame resolution) here")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask colours (default 0.5)")
+    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask colours")
     parser.add_argument("--mode", choices=("all", "realtime"), default="all",
-                        help="all: every frame processed (default); realtime: live sources drop stale frames")
+                        help="all: every frame processed; realtime: live sources drop stale frames")
     parser.add_argument("--display", action="store_true", help="show the overlay in a window (needs a screen)")
     parser.add_argument("--stats", metavar="JSON", help="write counts, FPS and per-stage latency p50/p90/p99 here")
     parser.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
     parser.add_argument("--queue-size", type=int, metavar="N",
-                        help="frames buffered per source (default 4 in --mode all, 1 in --mode realtime)")
+                        help="frames buffered per source (unset: 4 in --mode all, 1 in --mode realtime)")
     parser.add_argument("--reconnect-attempts", type=int, default=5, metavar="N",
-                        help="reopen attempts for a live source whose reads fail (default 5)")
+                        help="reopen attempts for a live source whose reads fail")
     parser.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
-                        help="first reconnect wait; doubles each attempt, up to 8 s (default 0.5)")
+                        help="first reconnect wait; doubles each attempt, up to 8 s")
     from edgeseg.pipeline.sources import DEFAULT_STALL_TIMEOUT_S
 
     parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S, metavar="S",
                         help="a network stream (rtsp://, http://) that sends nothing for S seconds counts as a failed "
-                        f"open/read and is reconnected (default {DEFAULT_STALL_TIMEOUT_S:g}; FFmpeg alone waits 30)")
+                        "open/read and is reconnected; FFmpeg alone would wait 30 s")
     from edgeseg.runtime.backends import BACKENDS  # numpy only: the backends themselves import lazily
 
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
-                        help="auto (default): .onnx on the best ONNX Runtime provider (TensorRT EP > CUDA EP > CPU), "
+                        help="auto: .onnx on the best ONNX Runtime provider (TensorRT EP > CUDA EP > CPU), "
                         ".engine on TensorRT; onnxruntime-cuda / onnxruntime-trt fail rather than fall back to CPU")
+    add_model_fact_options(parser)
+    from edgeseg.cli.triton_options import add_triton_options
+
+    add_triton_options(parser)
     parser.set_defaults(func=run)
 
 
-def _open_segmenter(model: str, backend: str) -> Any:
+def _open_segmenter(model: str, backend: str, model_facts: Any = None) -> Any:
     """The Segmenter for MODEL (tests replace this with a fake)."""
     from edgeseg.runtime.segmenter import Segmenter
 
-    return Segmenter(model, backend=backend)
+    return Segmenter(model, backend=backend, model_facts=model_facts)
+
+
+def _check_outputs(args: argparse.Namespace) -> None:
+    """Output paths that cannot be written fail now, before the model loads and any frame is read."""
+    from edgeseg.output_checks import check_output_file, check_output_folder
+
+    if args.masks:
+        check_output_folder(args.masks, "--masks")
+    if args.stats:
+        check_output_file(args.stats, "--stats")
+    if args.out:
+        check_output_file(args.out, "--out")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -104,7 +120,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.stall_timeout > 0:
         raise ConfigError(f"--stall-timeout must be > 0 seconds, got {args.stall_timeout}")
 
-    segmenter = _open_segmenter(args.model, args.backend)
+    facts = model_facts_from_args(args)
+    _check_outputs(args)
+    from edgeseg.cli.triton_options import open_triton_segmenter
+
+    segmenter = open_triton_segmenter(args.model, args) or _open_segmenter(args.model, args.backend, facts)
     progress = ProgressReporter(sys.stderr)
     try:
         stats = run_stream(

@@ -1,7 +1,9 @@
 """Segmenter: BGR frames in, class masks out, for any model file EdgeSeg exports (.onnx or .engine).
 
 It reads the ModelMeta stored with the model and builds its ProcessingPlan (edgeseg.runtime.plan), so it knows the
-input size, normalisation, class names, palette and which pre/post-processing the graph already contains.
+input size, normalisation, class names, palette and which pre/post-processing the graph already contains. Models
+from other tools (no metadata, no sidecar) run too when `model_facts` says what their graph does not
+(edgeseg.model_facts).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from edgeseg.config import ModelMeta
+from edgeseg.model_facts import ModelFacts
 from edgeseg.runtime.backends import Backend, open_backend
 from edgeseg.runtime.plan import STAGES, ProcessingPlan, check_frame
 
@@ -27,8 +30,16 @@ class Segmenter:
     GPU itself (`predict_frames`); other backends get numpy batches from the plan's CPU executor.
     """
 
-    def __init__(self, model: str | Path | Backend, *, backend: str = "auto", **backend_options) -> None:
-        self.backend = model if isinstance(model, Backend) else open_backend(model, backend, **backend_options)
+    def __init__(self, model: str | Path | Backend, *, backend: str = "auto", model_facts: ModelFacts | None = None,
+                 **backend_options) -> None:
+        """`model_facts`: classes, input size, normalisation... for a model without EdgeSeg's metadata, or to
+        override it (a warning is logged for each fact that differs)."""
+        if isinstance(model, Backend):
+            self.backend = model
+        else:
+            if model_facts:
+                backend_options["model_facts"] = model_facts
+            self.backend = open_backend(model, backend, **backend_options)
         self.meta: ModelMeta = self.backend.meta
         self.input_spec = self.backend.inputs[0]
         self.plan = ProcessingPlan.from_meta(self.meta, self.input_spec.dtype)

@@ -6,10 +6,12 @@ from pathlib import Path
 
 from edgeseg.errors import ConfigError, ModelFileError
 from edgeseg.runtime.backends.base import Backend, TensorSpec
+from edgeseg.runtime.backends.model_file import check_model_file
 
 # Backend names the CLI's --backend accepts. 'auto' picks by suffix: .onnx -> ONNX Runtime on the best execution
 # provider available (TensorRT EP > CUDA EP > CPU), .engine -> TensorRT.
-BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt")
+# 'triton': the model runs on a Triton Inference Server; `path` is its gRPC HOST:PORT (edgeseg.runtime.backends.triton).
+BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt", "triton")
 
 # ONNX Runtime backend name -> the `provider` OnnxRuntimeBackend takes.
 _ORT_PROVIDERS = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
@@ -18,9 +20,15 @@ _ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 def open_backend(path: str | Path, backend: str = "auto", **options) -> Backend:
     """Open a model file with `backend`; 'auto' goes by suffix (.onnx -> ONNX Runtime, best provider; .engine -> TensorRT)."""
+    if backend == "triton":  # a server address, not a file
+        from edgeseg.runtime.backends.triton import TritonBackend
+
+        return TritonBackend(str(path), **options)
     path = Path(path)
     if backend not in BACKENDS:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
+    if path.is_dir():
+        check_model_file(path)  # says it is a folder and names the models inside it
     if backend == "auto":
         if path.suffix == ".onnx":
             from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend

@@ -16,6 +16,7 @@ import numpy as np
 
 from edgeseg.config import ModelMeta
 from edgeseg.errors import ConfigError, EdgeSegError
+from edgeseg.model_facts import GraphFacts, ModelFacts, resolve_meta
 
 
 @dataclass(frozen=True)
@@ -44,8 +45,11 @@ class Backend(ABC):
     name: str = "base"
     output_reused: bool = False
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, model_facts: ModelFacts | None = None) -> None:
+        """`model_facts`: what the user says about the model (--classes, --input-size, ...), for files that lack
+        EdgeSeg's metadata or to override it (edgeseg.model_facts)."""
         self.path = Path(path)
+        self.model_facts = model_facts or ModelFacts()
         self.meta: ModelMeta
         self.inputs: list[TensorSpec] = []
         self.outputs: list[TensorSpec] = []
@@ -58,6 +62,13 @@ class Backend(ABC):
     @abstractmethod
     def _load_impl(self) -> None:
         """Load the model; set self.meta, self.inputs and self.outputs; raise ModelFileError on a bad file."""
+
+    def _resolve_meta(self, stored: ModelMeta | None, missing_what: str) -> ModelMeta:
+        """The ModelMeta to run with, once self.inputs/outputs are set: the stored one checked against the graph
+        (class count = output channels), completed or overridden by self.model_facts (edgeseg.model_facts)."""
+        inp, out = self.inputs[0], self.outputs[0]
+        graph = GraphFacts.read(self.path.name, inp.shape, inp.dtype, out.shape, out.dtype, self.model_facts.layout)
+        return resolve_meta(self.path.name, stored, self.model_facts, graph, missing_what)
 
     @abstractmethod
     def _infer_impl(self, batch: np.ndarray) -> np.ndarray:
@@ -89,9 +100,13 @@ class Backend(ABC):
 
     @property
     def max_batch(self) -> int | None:
-        """Largest batch the model accepts, or None when the batch axis is dynamic and unbounded."""
+        """Largest batch the model accepts: its static batch, else the batch range it was exported for (the
+        recorded dynamic shapes, an engine's profile), else None (a dynamic batch axis with no recorded bound)."""
         first = self.inputs[0].shape[0]
-        return None if first == -1 else first
+        if first != -1:
+            return first
+        shapes = self.meta.dynamic_shapes if hasattr(self, "meta") else None
+        return int(shapes[2][0]) if shapes else None
 
     def describe(self) -> dict[str, Any]:
         return {

@@ -18,6 +18,8 @@ import numpy as np
 from edgeseg._optional import require
 from edgeseg.config import META_KEY, ModelMeta
 from edgeseg.errors import BackendUnavailableError, ConfigError, ModelFileError
+from edgeseg.model_facts import ModelFacts
+from edgeseg.runtime.backends.model_file import check_model_file
 from edgeseg.runtime.backends.base import Backend, TensorSpec
 
 log = logging.getLogger(__name__)
@@ -93,7 +95,8 @@ class OnnxRuntimeBackend(Backend):
 
     name = "onnxruntime"
 
-    def __init__(self, path, *, provider: str = "cpu", device_id: int = 0, threads: int | None = None) -> None:
+    def __init__(self, path, *, provider: str = "cpu", device_id: int = 0, threads: int | None = None,
+                 model_facts: ModelFacts | None = None) -> None:
         if provider != "auto" and provider not in PROVIDERS:
             raise ConfigError(f"ONNX Runtime provider must be 'auto' or one of {tuple(PROVIDERS)}, got {provider!r}")
         self.requested = provider
@@ -101,7 +104,7 @@ class OnnxRuntimeBackend(Backend):
         self.session_providers: list[str] = []
         self._device_id = device_id
         self._threads = threads
-        super().__init__(path)
+        super().__init__(path, model_facts)
 
     def _provider_options(self, ep: str) -> tuple[str, dict[str, Any]] | str:
         if ep == CUDA_EP:
@@ -122,8 +125,7 @@ class OnnxRuntimeBackend(Backend):
 
     def _load_impl(self) -> None:
         ort = require("onnxruntime", "running .onnx models")
-        if not self.path.is_file():
-            raise ModelFileError(f"ONNX model {self.path} does not exist")
+        check_model_file(self.path, "ONNX model")
         chosen = select_providers(self.requested, ort.get_available_providers())
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -136,15 +138,14 @@ class OnnxRuntimeBackend(Backend):
             raise ModelFileError(f"{self.path} is not a loadable ONNX model: {exc}") from exc
         self.session_providers = list(self._session.get_providers())
         self._check_providers(chosen[0])
-        custom = self._session.get_modelmeta().custom_metadata_map
-        if META_KEY not in custom:
-            raise ModelFileError(
-                f"{self.path} has no EdgeSeg metadata ('{META_KEY}' in metadata_props); export it with `edgeseg export`"
-            )
-        self.meta = ModelMeta.from_json(custom[META_KEY])
         self.inputs = [_spec(node) for node in self._session.get_inputs()]
         self.outputs = [_spec(node) for node in self._session.get_outputs()]
         self._output_name = self.outputs[0].name
+        # EdgeSeg's exports carry their ModelMeta; other tools' models get it from their graph and the user's flags
+        custom = self._session.get_modelmeta().custom_metadata_map
+        stored = ModelMeta.from_json(custom[META_KEY]) if META_KEY in custom else None
+        self.meta = self._resolve_meta(stored, f"{self.path.name} has no EdgeSeg metadata ('{META_KEY}' in its "
+                                               "metadata_props: not made by `edgeseg export`)")
 
     def _check_providers(self, wanted: str) -> None:
         """Fail (explicit request) or warn ('auto') when the session did not get the EP it was given."""

@@ -18,6 +18,7 @@ serialised (one stream, one set of buffers).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 import time
@@ -28,16 +29,19 @@ import numpy as np
 
 from edgeseg._optional import require
 from edgeseg.errors import BackendUnavailableError, ConfigError, CudaError, EdgeSegError, ModelFileError
+from edgeseg.model_facts import ModelFacts
 from edgeseg.runtime import ops
 from edgeseg.runtime.backends.base import Backend, TensorSpec
 from edgeseg.runtime.backends.cuda_graphs import GraphCache
+from edgeseg.runtime.backends.engine_io import engine_tensors
+from edgeseg.runtime.backends.model_file import check_model_file
 from edgeseg.runtime.backends.rtx_runtime_cache import RuntimeCacheFile
 from edgeseg.runtime.backends.tensorrt_compat import check_placement, check_validity, this_machine
 from edgeseg.runtime.backends.tensorrt_device import CudaKernels, DevicePath
 from edgeseg.runtime.gpu import CudaApi, cuda_api, pair_cache
 from edgeseg.runtime.plan import STAGES, ProcessingPlan, check_frame
-from edgeseg.runtime.trt_flavours import choose_runtime_flavour
-from edgeseg.sidecar import EngineSidecar, read_sidecar
+from edgeseg.runtime.trt_flavours import choose_runtime_flavour, import_trt
+from edgeseg.sidecar import EngineSidecar, foreign_sidecar, read_sidecar, sidecar_path
 
 log = logging.getLogger(__name__)
 
@@ -56,13 +60,14 @@ class TensorRTBackend(Backend):
     def __init__(self, path, *, device: int = 0, device_frames: bool = True, cuda_graph: bool = False,
                  flavour: str = "auto", cuda_api: str | CudaApi | None = None, zero_copy: bool = False,
                  runtime_cache: str | Path | bool | None = None, max_buffers: int = 32,
-                 kernels: CudaKernels | None = None) -> None:
+                 kernels: CudaKernels | None = None, model_facts: ModelFacts | None = None) -> None:
         """`device_frames=False` keeps Segmenter on the CPU pre/post-processing path; `cuda_graph=True` replays
         predict_frames' device work as CUDA graphs; `flavour` picks the TensorRT runtime ('auto': from what is
         importable and what the sidecar allows); `cuda_api` 'cuda-python' or 'pycuda' (default: $EDGESEG_CUDA_API,
         else whichever is importable); `zero_copy` makes `infer` return its reused pinned buffer; `runtime_cache`
         overrides the sidecar's TensorRT-RTX cache file (a path, or False for none); `max_buffers` bounds the
-        buffer cache; `kernels` replaces edgeseg._C's CUDA kernels (tests)."""
+        buffer cache; `kernels` replaces edgeseg._C's CUDA kernels (tests); `model_facts` completes or overrides the
+        sidecar's ModelMeta, and lets an engine without a sidecar (trtexec) run (edgeseg.model_facts)."""
         self._device = int(device)
         self._device_frames = bool(device_frames)
         self._cuda_graph = bool(cuda_graph)
@@ -80,40 +85,72 @@ class TensorRTBackend(Backend):
         self._inferred = False
         self.flavour = ""
         self.stage_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
-        super().__init__(path)
+        super().__init__(path, model_facts)
 
     # ----- loading ------------------------------------------------------------------------------------
     def _load_impl(self) -> None:
-        self.sidecar: EngineSidecar = read_sidecar(self.path)  # file checks first: they need no GPU
-        self.meta = self.sidecar.meta
-        self.inputs, self.outputs = _specs(self.sidecar.inputs), _specs(self.sidecar.outputs)
-        self.plan = ProcessingPlan.from_meta(self.meta, self.inputs[0].dtype)
-        trt = self._import_flavour()
+        check_model_file(self.path, "engine")
+        # File checks first: they need no GPU. An engine from another tool (no sidecar) run with the user's model
+        # facts gets its sidecar from the engine itself once deserialized (foreign_sidecar).
+        foreign = not sidecar_path(self.path).is_file() and bool(self.model_facts)
+        if not foreign:
+            self._adopt(read_sidecar(self.path))
+        trt = self._import_flavour(foreign)
         api = self._open_device()
         info = api.device_info(self._device)
         here = this_machine(self.flavour, trt.__version__, info)
-        check_placement(self.sidecar, self.path.name, self.flavour, trt.__version__, info)
-        self._check_graph_request(api)
+        if not foreign:
+            check_placement(self.sidecar, self.path.name, self.flavour, trt.__version__, info)
+            self._check_graph_request(api)
         self._logger = trt.Logger(trt.Logger.WARNING)
         self._runtime = trt.Runtime(self._logger)
-        if self.sidecar.version_compatible and self.flavour in ("tensorrt", "tensorrt_dispatch"):
+        # (A foreign engine has no sidecar hash to vouch for it: its host code is never allowed.)
+        if not foreign and self.sidecar.version_compatible and self.flavour in ("tensorrt", "tensorrt_dispatch"):
             # A version-compatible plan carries the lean runtime as host code; the sha256 check above ties it to the
             # sidecar this EdgeSeg export wrote, which is the trust TensorRT asks for.
             self._runtime.engine_host_code_allowed = True
         blob = self.path.read_bytes()
-        check_validity(trt, self._runtime, blob, self.path.name, self.sidecar, here)
+        if not foreign:
+            check_validity(trt, self._runtime, blob, self.path.name, self.sidecar, here)
         self._engine = self._runtime.deserialize_cuda_engine(blob)
         if self._engine is None:
-            raise ModelFileError(f"{self.flavour} could not deserialize {self.path} (built for "
-                                 f"{self.sidecar.flavour} {self.sidecar.trt_version}; this is {here}; see the TensorRT "
-                                 "log above): rebuild it with `edgeseg export CKPT --out DIR --engine` on this machine")
+            if foreign:
+                built = "built by another tool, for another TensorRT or GPU?"
+            else:
+                built = f"built for {self.sidecar.flavour} {self.sidecar.trt_version}"
+            raise ModelFileError(f"{self.flavour} could not deserialize {self.path} ({built}; this is {here}; see the "
+                                 "TensorRT log above): rebuild it with `edgeseg export CKPT --out DIR --engine` on "
+                                 "this machine")
+        if foreign:
+            inputs, outputs, profile = engine_tensors(trt, self._engine, self.path.name)
+            self.inputs, self.outputs = _specs(inputs), _specs(outputs)
+            meta = self._resolve_meta(None, f"engine {self.path.name} has no sidecar {sidecar_path(self.path).name}")
+            self._adopt(foreign_sidecar(self.path, runtime_flavour=self.flavour, trt_version=trt.__version__,
+                                        inputs=inputs, outputs=outputs, meta=meta, profile=profile,
+                                        gpu_name=info.name, compute_capability=info.compute_capability),
+                        resolved=True)
+            self._check_graph_request(api)
         self._check_tensors()
         self._context = self._create_context()
         self._stream = api.stream_create()
         self._buffers = pair_cache(api, self._max_buffers)
 
-    def _import_flavour(self) -> Any:
+    def _adopt(self, sidecar: EngineSidecar, resolved: bool = False) -> None:
+        """Take the engine's sidecar, its ModelMeta checked against its tensors and overridden by model_facts
+        (`resolved`: that was done already)."""
+        self.inputs, self.outputs = _specs(sidecar.inputs), _specs(sidecar.outputs)
+        meta = sidecar.meta if resolved else self._resolve_meta(sidecar.meta, f"engine {self.path.name}'s sidecar")
+        self.sidecar = sidecar if meta == sidecar.meta else dataclasses.replace(sidecar, meta=meta)
+        self.meta = meta
+        self.plan = ProcessingPlan.from_meta(self.meta, self.inputs[0].dtype)
+
+    def _import_flavour(self, foreign: bool = False) -> Any:
+        """The TensorRT module to run with: one the sidecar allows, or for a foreign engine (no sidecar) the one
+        asked for, else the first importable builder flavour (which must be the one that built it)."""
         try:
+            if foreign:
+                trt, self.flavour = import_trt(self._flavour_request)
+                return trt
             self.flavour = choose_runtime_flavour(self.sidecar.flavour, self.sidecar.version_compatible,
                                                   self._flavour_request)
             return require(self.flavour, f"TensorRT ({self.flavour})")

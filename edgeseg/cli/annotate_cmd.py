@@ -1,0 +1,85 @@
+"""`edgeseg annotate`: write EdgeSeg's metadata into a model made by another tool, so it runs without flags.
+
+An .onnx file gets the ModelMeta in its metadata_props, written to --out NEW.onnx (or over the input with --in-place,
+atomically); a TensorRT engine gets its sidecar <engine>.json (reading the engine needs TensorRT and a GPU, so run
+it where the engine runs). What is written is what `edgeseg run` would use with the same flags: the facts the file
+already carries, the graph's own facts, and the flags, checked against each other.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from edgeseg.cli.model_fact_options import add_model_fact_options, model_facts_from_args
+from edgeseg.errors import ConfigError, OutputPathError
+from edgeseg.files import ENGINE_SUFFIXES, ONNX_SUFFIXES
+
+_EPILOG = """\
+examples:
+  edgeseg annotate deeplab.onnx --out deeplab_edgeseg.onnx --classes classes.json \\
+      --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225 --input-size 512 1024
+  edgeseg annotate segformer.engine --classes 19 --mean 0.485 0.456 0.406 --std 0.229 0.224 0.225
+  edgeseg run deeplab_edgeseg.onnx --source clip.mp4 --out overlay.mp4        # no flags needed any more
+"""
+
+
+def add_parser(sub: argparse._SubParsersAction) -> None:
+    parser = sub.add_parser(
+        "annotate",
+        help="write EdgeSeg's metadata (classes, input size, normalisation) into an ONNX file or an engine's sidecar",
+        description=__doc__.splitlines()[0],
+        epilog=_EPILOG,
+    )
+    parser.add_argument("model", help="the .onnx file or TensorRT engine (.engine/.plan/.trt) to describe")
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument("--out", metavar="NEW.onnx", help="write the annotated ONNX model here (.onnx only)")
+    where.add_argument("--in-place", action="store_true",
+                       help="replace the .onnx file itself with its annotated copy (atomically)")
+    parser.add_argument("--force", action="store_true",
+                        help="replace an existing --out file or engine sidecar")
+    add_model_fact_options(parser)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from edgeseg.annotate import annotate_engine, annotate_onnx
+
+    model = Path(args.model)
+    facts = model_facts_from_args(args)
+    if model.suffix in ONNX_SUFFIXES:
+        written, meta = annotate_onnx(model, _onnx_target(model, args), facts)
+    elif model.suffix in ENGINE_SUFFIXES:
+        if args.out or args.in_place:
+            raise ConfigError(f"an engine's metadata goes into its sidecar {model.name}.json next to it; --out and "
+                              "--in-place are for .onnx files")
+        written, sidecar = annotate_engine(model, facts, force=args.force)
+        meta = sidecar.meta
+    else:
+        raise ConfigError(f"don't know how to annotate {model}: expected a .onnx file or a TensorRT engine "
+                          f"({', '.join(ENGINE_SUFFIXES)})")
+    size = "x".join(map(str, meta.input_size))
+    print(f"wrote {written}: {meta.num_classes} classes, input {size} {meta.input_format}, output {meta.output_format}"
+          f", mean {' '.join(f'{v:g}' for v in meta.mean)}, std {' '.join(f'{v:g}' for v in meta.std)}")
+    return 0
+
+
+def _onnx_target(model: Path, args: argparse.Namespace) -> Path:
+    """Where the annotated ONNX goes: --out (never the input, never an existing file without --force) or the input's
+    real path with --in-place (so a symlinked model is replaced atomically where it lives)."""
+    if args.in_place:
+        return model
+    if not args.out:
+        raise ConfigError(f"say where to write the annotated model: --out NEW.onnx, or --in-place to replace {model}")
+    out = Path(args.out)
+    if out.suffix not in ONNX_SUFFIXES:
+        raise ConfigError(f"--out {out} must end in .onnx")
+    if out.exists() and model.exists() and os.path.samefile(out, model):
+        raise OutputPathError(f"--out {out} is the input model; pass --in-place to replace it")
+    if out.exists() and not args.force:
+        raise OutputPathError(f"--out {out} already exists; pass --force to replace it")
+    from edgeseg.output_checks import check_output_file
+
+    check_output_file(out, "--out")
+    return out
