@@ -8,7 +8,7 @@ import logging
 
 import pytest
 
-from edgeseg.cli import run_cmd
+from edgeseg.cli import CommandParser, run_cmd
 from edgeseg.errors import ConfigError, SourceError
 from edgeseg.pipeline.sources import jetson_csi_pipeline
 
@@ -25,7 +25,7 @@ def cli(monkeypatch):
 
     monkeypatch.setattr(run_cmd, "_open_segmenter", fake_open)
     parser = argparse.ArgumentParser(prog="edgeseg")
-    run_cmd.add_parser(parser.add_subparsers())
+    run_cmd.add_parser(parser.add_subparsers(parser_class=CommandParser))  # as edgeseg.cli builds it
 
     def invoke(*argv):
         args = parser.parse_args(["run", *map(str, argv)])

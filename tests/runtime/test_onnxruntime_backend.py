@@ -181,7 +181,7 @@ def test_run_command_offers_exactly_the_backends(capsys):
     with pytest.raises(SystemExit):
         parser.parse_args(["run", "m.onnx", "--source", "x", "--out", "o.mp4", "--backend", "cuda"])
     assert "invalid choice: 'cuda'" in capsys.readouterr().err
-    assert set(BACKENDS) == {"auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt"}
+    assert set(BACKENDS) == {"auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-trt", "tensorrt", "triton"}
 
 
 # ----- a real GPU -----------------------------------------------------------------------------------------------------
