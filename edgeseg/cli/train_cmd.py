@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import textwrap
 
+from edgeseg.cli.explicit_options import explicit_options, track_explicit
+from edgeseg.training.recipes import get_recipe, list_recipes  # plain data, no torch
+
+log = logging.getLogger(__name__)
 
 # Kept as written by the help formatter: lines under 80 columns.
 DESCRIPTION = """\
@@ -14,12 +20,29 @@ After each epoch OUT/last.pt, OUT/best.pt (highest val mIoU), OUT/history.csv
 and OUT/history.png are updated, so a stopped run keeps them; OUT/metrics.json
 is written at the end."""
 
+# Option dests whose TrainConfig field has another name (so a typed option also beats the recipe's field).
+_FIELD_OF_DEST = {"no_amp": "amp"}
+_LOSSES = ("ce", "ohem")  # edgeseg.training.losses.LOSSES, which needs torch to import
+
+
+def _recipes_epilog() -> str:
+    """Each recipe's name, summary and values, wrapped under 80 columns (the formatter keeps epilogs as written)."""
+    lines = ["recipes (--recipe NAME; options you type override the recipe's values):"]
+    for name in list_recipes():
+        recipe = get_recipe(name)
+        summary = recipe.summary + ("" if recipe.tuned else " (placeholder, not tuned yet)")
+        values = " ".join(f"{key}={value!r}".replace(" ", "") for key, value in recipe.overrides.items())
+        lines += textwrap.wrap(f"{name}: {summary}", 78, initial_indent="  ", subsequent_indent="    ")
+        lines += textwrap.wrap(values, 78, initial_indent="    ", subsequent_indent="    ")
+    return "\n".join(lines)
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser(
         "train",
         help="train an FCN; writes checkpoints, metrics and history to OUT",
         description=DESCRIPTION,
+        epilog=_recipes_epilog(),
     )
     parser.add_argument("--data", default="synthetic",
                         help="'synthetic' (generated street scenes) or a dataset folder (folder, VOC or Cityscapes "
@@ -44,12 +67,65 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="stop after this much training time, > 0; the last epoch is still evaluated and saved")
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     parser.add_argument("--pretrained-backbone", default=None, help="local ImageNet weights file for the backbone")
+    _add_generalisation_options(parser)
+    track_explicit(parser)  # which options were typed, so they win over --recipe even when equal to the default
     parser.set_defaults(func=run)
+
+
+def _add_generalisation_options(parser: argparse.ArgumentParser) -> None:
+    """Recipe, group hold-out, augmentation, loss, EMA, warm-up and CPU speed options."""
+    parser.add_argument("--recipe", choices=list_recipes(), default=None,
+                        help="a named set of training options (listed below); options you type override the recipe")
+    parser.add_argument("--val-groups", nargs="+", default=(), metavar="GROUP",
+                        help="pool the train and val splits and validate on these groups (drives, sequences, "
+                             "cities) only, training on the others; a sample's group comes from its name")
+    parser.add_argument("--group-pattern", default=None, metavar="REGEX",
+                        help="regular expression with one capture group that finds a sample name's group; when "
+                             "not given the prefix before the first '_' (0016E5_07959 -> 0016E5)")
+    parser.add_argument("--group-file", default=None, metavar="FILE",
+                        help="file of 'NAME GROUP' lines giving each sample's group, instead of --group-pattern")
+    parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=(0.5, 2.0),
+                        help="random scale of training crops relative to the evaluation view, 0 < LOW <= HIGH")
+    parser.add_argument("--photometric", action=argparse.BooleanOptionalAction, default=False,
+                        help="random brightness, contrast, saturation, hue and blur of training images")
+    parser.add_argument("--loss", choices=_LOSSES, default="ce",
+                        help="ce: cross-entropy over every pixel; ohem: only the hard pixels (see --ohem-*)")
+    parser.add_argument("--ohem-thresh", type=float, default=0.7,
+                        help="--loss ohem: a pixel is hard when its true class gets a probability below this")
+    parser.add_argument("--ohem-min-kept", type=int, default=None,
+                        help="--loss ohem (needed there): the fewest hardest pixels kept per image")
+    parser.add_argument("--label-smoothing", type=float, default=0.0,
+                        help="label smoothing of the loss, in [0, 1)")
+    parser.add_argument("--ema-decay", type=float, default=None,
+                        help="keep an exponential moving average of the weights with this decay in [0, 1) "
+                             "(e.g. 0.998); validation, best.pt and export then use the averaged weights")
+    parser.add_argument("--lr-warmup-steps", type=int, default=0,
+                        help="raise the learning rate linearly over this many first steps")
+    parser.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=False,
+                        help="channels-last (NHWC) model and batches (1.16x the steps/s of fp32 on our "
+                             "AVX-512 CPU, 1.9x with --cpu-bf16)")
+    parser.add_argument("--cpu-bf16", action=argparse.BooleanOptionalAction, default=False,
+                        help="bfloat16 autocast when training on the CPU (fast on CPUs with AVX-512 BF16 or AMX); "
+                             "on CUDA the mixed precision stays fp16 AMP, which --no-amp turns off")
 
 
 def run(args: argparse.Namespace) -> int:
     from edgeseg.metrics import format_score
-    from edgeseg.training.trainer import TrainConfig, train
+    from edgeseg.training.trainer import train
+
+    result = train(config_from_args(args))
+    if result["rank"] != 0:  # under torchrun only rank 0 reports
+        return 0
+    best = result.get("best", {})
+    print(f"trained {result['epochs_run']} epochs; best val mIoU {format_score(best.get('miou', float('nan')))}; "
+          f"wrote {args.out}")
+    return 0
+
+
+def config_from_args(args: argparse.Namespace):
+    """The TrainConfig of the command line: the defaults, then --recipe's values, then the options typed."""
+    from edgeseg.training.recipes import apply_recipe
+    from edgeseg.training.trainer import TrainConfig
 
     config = TrainConfig(
         data=args.data,
@@ -68,11 +144,26 @@ def run(args: argparse.Namespace) -> int:
         amp=not args.no_amp,
         max_minutes=args.max_minutes,
         pretrained_backbone=args.pretrained_backbone,
+        recipe=args.recipe,
+        val_groups=tuple(args.val_groups),
+        group_pattern=args.group_pattern,
+        group_file=args.group_file,
+        scale_range=tuple(args.scale_range),
+        photometric=args.photometric,
+        loss=args.loss,
+        ohem_thresh=args.ohem_thresh,
+        ohem_min_kept=args.ohem_min_kept,
+        label_smoothing=args.label_smoothing,
+        ema_decay=args.ema_decay,
+        lr_warmup_steps=args.lr_warmup_steps,
+        channels_last=args.channels_last,
+        cpu_bf16=args.cpu_bf16,
     )
-    result = train(config)
-    if result["rank"] != 0:  # under torchrun only rank 0 reports
-        return 0
-    best = result.get("best", {})
-    print(f"trained {result['epochs_run']} epochs; best val mIoU {format_score(best.get('miou', float('nan')))}; "
-          f"wrote {args.out}")
-    return 0
+    if args.recipe is None:
+        return config
+    typed = {_FIELD_OF_DEST.get(dest, dest) for dest in explicit_options(args)}
+    config, applied = apply_recipe(config, args.recipe, explicit=typed)
+    kept = sorted(typed & set(get_recipe(args.recipe).overrides))
+    log.info("--recipe %s sets %s%s", args.recipe, ", ".join(f"{k}={v!r}" for k, v in applied.items()) or "nothing",
+             f"; typed options kept: {', '.join(kept)}" if kept else "")
+    return config

@@ -7,6 +7,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from edgeseg.data.photometric import PhotometricDistortion
 from edgeseg.data.transforms import EvalTransform, TrainTransform
 
 
@@ -22,15 +23,21 @@ def normalize_rgb(image_rgb: np.ndarray, mean: Sequence[float], std: Sequence[fl
 
 
 class TorchSegmentationDataset(torch.utils.data.Dataset):
-    """Wraps a SegmentationDataset: train mode augments (scale, crop, flip), eval mode resizes to `size`."""
+    """Wraps a SegmentationDataset: train mode augments (TrainTransform: scale in `scale_range`, crop, flip, and
+    the photometric distortion when given), eval mode resizes to `size`."""
 
-    def __init__(self, dataset: Any, size: tuple[int, int], mean, std, *, train: bool, seed: int = 0) -> None:
+    def __init__(self, dataset: Any, size: tuple[int, int], mean, std, *, train: bool, seed: int = 0,
+                 scale_range: tuple[float, float] = (0.5, 2.0),
+                 photometric: PhotometricDistortion | None = None) -> None:
         self.dataset = dataset
         self.mean, self.std = mean, std
         self.train = train
         self.seed = seed
         self.epoch = 0
-        self.transform = TrainTransform(out_size=size) if train else EvalTransform(out_size=size)
+        if train:
+            self.transform = TrainTransform(out_size=size, scale_range=scale_range, photometric=photometric)
+        else:
+            self.transform = EvalTransform(out_size=size)
 
     def __len__(self) -> int:
         return len(self.dataset)

@@ -1,8 +1,14 @@
-"""The training loop: SGD or AdamW with the poly schedule, optional class weights, AMP on CUDA, DDP via torchrun.
+"""The training loop: SGD or AdamW with warm-up and the poly schedule, CE or OHEM loss with optional class weights
+and label smoothing, an optional EMA of the weights, AMP on CUDA or bf16 autocast on CPU, DDP via torchrun.
 
 `train(TrainConfig(...))` writes OUT/best.pt (highest val mIoU), OUT/last.pt (for --resume), OUT/metrics.json, and
 after every epoch OUT/history.csv and OUT/history.png (edgeseg.training.history).
 Under `torchrun --nproc_per_node N` the same call runs DistributedDataParallel; only rank 0 writes files.
+
+With --ema-decay, validation scores the EMA weights (edgeseg.training.ema), best.pt holds those evaluated weights
+(so export gets them), and last.pt holds the live weights plus the EMA state, which --resume restores.
+With --val-groups the train and val splits are pooled and whole groups (drives, sequences) held out as val
+(edgeseg.data.groups); without it a folder dataset whose train and val share a group gets a logged warning.
 
 Everything a user can get wrong is checked before the first training step, in this order: the options
 (`_check_config`), the output folder (`_check_out`), --resume's checkpoint, then every train and val sample
@@ -29,6 +35,9 @@ from tqdm import tqdm
 
 from edgeseg.config import IGNORE_INDEX, ModelMeta, make_meta, size_hw
 from edgeseg.data import open_dataset, validate_dataset
+from edgeseg.data.folder import FolderDataset
+from edgeseg.data.groups import Grouping, holdout_split, warn_shared_groups
+from edgeseg.data.photometric import PhotometricDistortion
 from edgeseg.errors import ConfigError, DataError, OutputPathError
 from edgeseg.evaluation import evaluate_predictor
 from edgeseg.files import write_file
@@ -37,8 +46,12 @@ from edgeseg.models import build_model
 from edgeseg.models.registry import get_model_builder
 from edgeseg.pipeline.progress import is_terminal, tqdm_options
 from edgeseg.training.checkpoint import read_checkpoint, save_checkpoint
+from edgeseg.training.ema import ModelEma
 from edgeseg.training.history import HISTORY_CSV, HISTORY_PNG, write_history
+from edgeseg.training.losses import LOSSES, build_loss, prob_threshold
 from edgeseg.training.predictor import TorchPredictor
+from edgeseg.training.recipes import get_recipe
+from edgeseg.training.schedule import lr_at
 from edgeseg.training.torch_data import TorchSegmentationDataset
 
 log = logging.getLogger(__name__)
@@ -71,6 +84,23 @@ class TrainConfig:
     max_minutes: float | None = None  # stop after this much training time (whole epochs still evaluated)
     synthetic_count: int | None = None
     pretrained_backbone: str | None = None
+    # The recipe the CLI applied (edgeseg.training.recipes.apply_recipe), recorded with the run; train() checks the
+    # name but does not apply it again (it cannot know which fields the user gave).
+    recipe: str | None = None
+    # Generalisation: hold out whole groups (drives, sequences) of the pooled train+val splits as the val set.
+    val_groups: tuple[str, ...] = ()
+    group_pattern: str | None = None  # regex with one capture group; None: edgeseg.data.groups' default
+    group_file: str | None = None  # 'NAME GROUP' lines, for names that do not carry their group
+    scale_range: tuple[float, float] = (0.5, 2.0)  # random scale relative to the evaluation view
+    photometric: bool = False  # brightness/contrast/saturation/hue/blur (edgeseg.data.photometric)
+    loss: str = "ce"  # ce | ohem (edgeseg.training.losses)
+    ohem_thresh: float | None = 0.7  # OHEM: a pixel is hard when its true class gets less than this probability
+    ohem_min_kept: int | None = None  # OHEM: the fewest pixels kept per image (needed by --loss ohem)
+    label_smoothing: float = 0.0
+    ema_decay: float | None = None  # None: no EMA; validate, keep and export the live weights
+    lr_warmup_steps: int = 0  # linear warm-up steps, times the poly factor
+    channels_last: bool = False  # NHWC model and batches (faster convolutions on CPU)
+    cpu_bf16: bool = False  # bf16 autocast when training on CPU (on CUDA, --amp is the mixed precision)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -95,10 +125,6 @@ def median_frequency_weights(dataset: Any, num_classes: int, limit: int = 200) -
     weights = np.ones(num_classes, np.float64)
     weights[present] = np.median(freq[present]) / freq[present]
     return torch.tensor(weights, dtype=torch.float32)
-
-
-def _poly_lr(base_lr: float, step: int, total: int, power: float) -> float:
-    return base_lr * (1.0 - min(step, total - 1) / total) ** power
 
 
 def evaluate_model(model: torch.nn.Module, dataset: Any, meta: ModelMeta, device: torch.device,
@@ -130,7 +156,9 @@ class _Run:
     base_lr: float
     criterion: torch.nn.Module
     scaler: torch.amp.GradScaler
-    use_amp: bool
+    use_amp: bool  # CUDA mixed precision (--amp)
+    use_bf16: bool = False  # CPU bf16 autocast (--cpu-bf16)
+    ema: ModelEma | None = None
     start_epoch: int = 0
     best_miou: float = -1.0
     history: list = field(default_factory=list)
@@ -140,6 +168,11 @@ class _Run:
     @property
     def total_steps(self) -> int:
         return self.config.epochs * len(self.loader)
+
+    @property
+    def evaluated(self) -> torch.nn.Module:
+        """The weights validation scores and best.pt keeps: the EMA's when there is one, else the live model's."""
+        return self.ema.module if self.ema is not None else self.core
 
 
 @dataclass
@@ -193,7 +226,43 @@ def _check_config(config: TrainConfig) -> tuple[int, int]:
         raise ConfigError(f"--weight-decay must be a number >= 0, got {config.weight_decay}")
     if config.max_minutes is not None and not (math.isfinite(config.max_minutes) and config.max_minutes > 0):
         raise ConfigError(f"--max-minutes must be a number of minutes > 0, got {config.max_minutes}")
+    _check_generalisation_options(config)
     return size
+
+
+def _check_generalisation_options(config: TrainConfig) -> None:
+    """The recipe, group, augmentation, loss, EMA, warm-up options, before any data is read."""
+    if config.recipe is not None:
+        get_recipe(config.recipe)  # ConfigError listing the recipes
+    if isinstance(config.val_groups, str):
+        raise ConfigError(f"--val-groups must be a list of group names, got the string {config.val_groups!r}")
+    if config.group_pattern is not None and config.group_file is not None:
+        raise ConfigError("--group-pattern and --group-file both say how to find a sample's group; give one")
+    _grouping(config)  # a bad regex or an unreadable group file fails now, naming its option
+    scale = tuple(config.scale_range)
+    if len(scale) != 2 or not all(math.isfinite(v) for v in scale) or not 0 < scale[0] <= scale[1]:
+        raise ConfigError(f"--scale-range must be LOW HIGH with 0 < LOW <= HIGH, got {' '.join(map(str, scale))}")
+    if config.loss not in LOSSES:
+        raise ConfigError(f"--loss must be one of {LOSSES}, got {config.loss!r}")
+    if config.ohem_thresh is not None and not 0 < config.ohem_thresh <= 1:  # also refuses nan
+        raise ConfigError(f"--ohem-thresh must be a probability in (0, 1], got {config.ohem_thresh}")
+    if config.ohem_min_kept is not None and config.ohem_min_kept < 1:
+        raise ConfigError(f"--ohem-min-kept must be >= 1 pixel per image, got {config.ohem_min_kept}")
+    if config.loss == "ohem" and config.ohem_min_kept is None:
+        raise ConfigError("--loss ohem needs --ohem-min-kept (the fewest pixels kept per image)")
+    if not 0 <= config.label_smoothing < 1:
+        raise ConfigError(f"--label-smoothing must be in [0, 1), got {config.label_smoothing}")
+    if config.ema_decay is not None and not 0 <= config.ema_decay < 1:
+        raise ConfigError(f"--ema-decay must be in [0, 1), got {config.ema_decay}")
+    if config.lr_warmup_steps < 0:
+        raise ConfigError(f"--lr-warmup-steps must be >= 0, got {config.lr_warmup_steps}")
+
+
+def _grouping(config: TrainConfig) -> Grouping:
+    """How a sample name maps to its group: --group-file, --group-pattern, or the default pattern."""
+    if config.group_file is not None:
+        return Grouping.from_file(config.group_file)
+    return Grouping(config.group_pattern)
 
 
 def _check_out(config: TrainConfig) -> Path:
@@ -262,12 +331,18 @@ def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict
     if resume is not None:
         core.load_state_dict(resume["state_dict"])
     core.to(device)
+    if config.channels_last:
+        core.to(memory_format=torch.channels_last)
+    ema = _make_ema(config, core, out, resume)
     model = core
     if world > 1:
         device_ids = [local_rank] if device.type == "cuda" else None
         model = torch.nn.parallel.DistributedDataParallel(core, device_ids=device_ids)
 
-    train_data = TorchSegmentationDataset(train_set, size, meta.mean, meta.std, train=True, seed=config.seed)
+    train_data = TorchSegmentationDataset(
+        train_set, size, meta.mean, meta.std, train=True, seed=config.seed, scale_range=tuple(config.scale_range),
+        photometric=PhotometricDistortion() if config.photometric else None,
+    )
     sampler = DistributedSampler(train_data, seed=config.seed) if world > 1 else None
     loader = DataLoader(
         train_data, batch_size=config.batch_size, shuffle=sampler is None, sampler=sampler, drop_last=True,
@@ -283,12 +358,15 @@ def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict
         weights = median_frequency_weights(train_set, meta.num_classes).to(device)
     optimizer, base_lr = _optimizer(config, model)
     use_amp = config.amp and device.type == "cuda"
+    if config.cpu_bf16 and device.type != "cpu":
+        log.warning("--cpu-bf16 applies to training on the CPU; on %s the mixed precision is --amp (%s)",
+                    device.type, "on" if use_amp else "off")
     run = _Run(
         config=config, rank=rank, world=world, device=device, out=out, meta=meta, train_set=train_set,
         val_set=val_set, core=core, model=model, train_data=train_data, loader=loader, sampler=sampler,
-        optimizer=optimizer, base_lr=base_lr,
-        criterion=torch.nn.CrossEntropyLoss(weight=weights, ignore_index=IGNORE_INDEX),
+        optimizer=optimizer, base_lr=base_lr, criterion=_criterion(config, weights).to(device),
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
+        use_bf16=config.cpu_bf16 and device.type == "cpu", ema=ema,
     )
     if resume is not None:
         if "optimizer" in resume:
@@ -301,12 +379,37 @@ def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict
     return run
 
 
+def _make_ema(config: TrainConfig, core: torch.nn.Module, out: Path, resume: dict | None) -> ModelEma | None:
+    """The EMA of `core` for --ema-decay (restored from last.pt on --resume), or None without it."""
+    if config.ema_decay is None:
+        if resume is not None and "ema" in resume:
+            log.warning("--resume: %s holds EMA weights, which this run drops (no --ema-decay); validation and "
+                        "best.pt now use the live weights", out / "last.pt")
+        return None
+    ema = ModelEma(core, config.ema_decay)
+    if resume is not None:
+        if "ema" in resume:
+            ema.load_state_dict(resume["ema"])
+        else:
+            log.warning("--resume: %s holds no EMA state (trained without --ema-decay); the EMA starts from the "
+                        "resumed weights", out / "last.pt")
+    return ema
+
+
+def _criterion(config: TrainConfig, weights: torch.Tensor | None) -> torch.nn.Module:
+    """The loss for --loss, --ohem-thresh (a probability, turned into a loss in nats), --ohem-min-kept and
+    --label-smoothing, with the class weights of --class-weights."""
+    threshold = prob_threshold(config.ohem_thresh) if config.ohem_thresh is not None else None
+    return build_loss(config.loss, weight=weights, ignore_index=IGNORE_INDEX, label_smoothing=config.label_smoothing,
+                      ohem_threshold=threshold, ohem_min_kept=config.ohem_min_kept)
+
+
 def _open_data(config: TrainConfig, size: tuple[int, int]) -> tuple[Any, Any]:
     """(train split, val split) of --data, every sample of both loaded and checked before training starts.
 
-    Synthetic scenes are rendered at the training size. A bad label or image (an id outside the classes, a size
-    that differs from its image) is a DataError naming the split and file, not a DataLoader worker's traceback
-    after a full epoch."""
+    With --val-groups: the pooled splits, with those groups held out as val. Synthetic scenes are rendered at the
+    training size. A bad label or image (an id outside the classes, a size that differs from its image) is a
+    DataError naming the split and file, not a DataLoader worker's traceback after a full epoch."""
     kwargs: dict[str, Any] = {"synthetic_size": size}
     if config.synthetic_count:
         kwargs["synthetic_count"] = config.synthetic_count
@@ -314,12 +417,35 @@ def _open_data(config: TrainConfig, size: tuple[int, int]) -> tuple[Any, Any]:
     if val_set.info.classes != train_set.info.classes:
         raise DataError(f"--data {config.data}: the val split's classes {list(val_set.info.classes)} differ from "
                         f"the train split's {list(train_set.info.classes)}")
+    grouping = _grouping(config)
+    if config.val_groups:  # by name only, so a typo in a group fails before any sample is loaded
+        train_set, val_set = holdout_split([train_set, val_set], config.val_groups, grouping)
+        log.info("--val-groups %s: %d train and %d val samples from the pooled train and val splits",
+                 " ".join(config.val_groups), len(train_set), len(val_set))
+    else:
+        _warn_shared_groups(config, train_set, val_set, grouping)
     started = time.perf_counter()
     for dataset in (train_set, val_set):
         validate_dataset(dataset)
     log.info("checked %d train and %d val samples of %s (%d classes) in %.1f s", len(train_set), len(val_set),
              config.data, train_set.num_classes, time.perf_counter() - started)
     return train_set, val_set
+
+
+def _warn_shared_groups(config: TrainConfig, train_set: Any, val_set: Any, grouping: Grouping) -> None:
+    """Warn when train and val share a group, for folder datasets (CamVid's layout) or when a group option says how
+    to find groups. VOC's names are years and Cityscapes' splits are different cities: no warning there."""
+    asked = config.group_pattern is not None or config.group_file is not None
+    if not (asked or isinstance(train_set, FolderDataset)):
+        return
+    names = [[dataset.name_of(i) for i in range(len(dataset))] for dataset in (train_set, val_set)]
+    try:
+        warn_shared_groups(*names, grouping)
+    except DataError as exc:
+        if asked:
+            raise
+        # names without the default '<group>_' prefix: the groups are unknown, which is no reason to stop
+        log.info("not checking whether train and val share groups: %s", exc)
 
 
 def _optimizer(config: TrainConfig, model: torch.nn.Module) -> tuple[torch.optim.Optimizer, float]:
@@ -332,7 +458,8 @@ def _optimizer(config: TrainConfig, model: torch.nn.Module) -> tuple[torch.optim
 
 
 def _train_epoch(run: _Run, epoch: int) -> _Epoch:
-    """One pass over the training loader with the poly schedule; stops early when --max-minutes runs out.
+    """One pass over the training loader with warm-up and the poly schedule (edgeseg.training.schedule, which
+    counts --max-minutes' elapsed share as progress); stops early when --max-minutes runs out.
 
     Progress: a tqdm bar on a terminal, a plain line every few seconds when stderr is a log (tqdm_options)."""
     config = run.config
@@ -345,8 +472,14 @@ def _train_epoch(run: _Run, epoch: int) -> _Epoch:
     started = time.perf_counter()
     bar = tqdm(run.loader, desc=f"epoch {epoch + 1}/{config.epochs}", disable=run.rank != 0, unit="batch",
                leave=False, **tqdm_options())
+    budget_s = config.max_minutes * 60 if config.max_minutes is not None else None
     for images, labels in bar:
-        result.lr = _poly_lr(run.base_lr, step + result.steps, run.total_steps, config.poly_power)
+        elapsed_s = _elapsed_s(run) if budget_s is not None else None
+        if elapsed_s is not None and elapsed_s > budget_s and result.steps:
+            result.out_of_time = True  # the time budget ends the epoch early; it is still evaluated and saved
+            break
+        result.lr = lr_at(run.base_lr, step + result.steps, run.total_steps, config.poly_power,
+                          warmup_steps=config.lr_warmup_steps, elapsed_s=elapsed_s, budget_s=budget_s)
         for group in run.optimizer.param_groups:
             group["lr"] = result.lr
         loss = _train_step(run, images, labels)
@@ -358,19 +491,38 @@ def _train_epoch(run: _Run, epoch: int) -> _Epoch:
         # refresh=False: the bar redraws at tqdm's own pace (mininterval), which keeps a log to a line every few s
         bar.set_postfix(loss=f"{loss:.3f}", img_s=f"{result.images / (time.perf_counter() - started):.1f}",
                         refresh=False)
-        if config.max_minutes is not None and (time.perf_counter() - run.started) / 60 > config.max_minutes:
-            result.out_of_time = True  # the time budget ends the epoch early; it is still evaluated and saved
-            break
+    else:  # the epoch ran to its end: no need to start another if the time is already up
+        result.out_of_time = budget_s is not None and _elapsed_s(run) > budget_s
     bar.close()
     result.seconds = time.perf_counter() - started
     return result
 
 
+def _elapsed_s(run: _Run) -> float:
+    """Seconds since the run started; under torchrun the largest over the ranks, so every rank gets the same
+    learning rate and stops at the same step (a rank stopping alone would leave the others waiting)."""
+    elapsed = time.perf_counter() - run.started
+    if run.world == 1:
+        return elapsed
+    value = torch.tensor([elapsed], dtype=torch.float64, device=run.device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return float(value.item())
+
+
+def _autocast(run: _Run) -> torch.autocast:
+    """--amp's fp16 autocast on CUDA, --cpu-bf16's bf16 autocast on CPU (the loss itself stays fp32)."""
+    if run.device.type == "cuda":
+        return torch.autocast("cuda", enabled=run.use_amp)
+    return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.use_bf16)
+
+
 def _train_step(run: _Run, images: torch.Tensor, labels: torch.Tensor) -> float:
-    """Forward, loss, backward and optimizer step on one batch (AMP on CUDA); returns the loss."""
+    """Forward, loss, backward, optimizer step and EMA update on one batch; returns the loss."""
     images = images.to(run.device, non_blocking=True)
+    if run.config.channels_last:
+        images = images.contiguous(memory_format=torch.channels_last)
     labels = labels.to(run.device, non_blocking=True)
-    with torch.autocast(run.device.type, enabled=run.use_amp):
+    with _autocast(run):
         loss = run.criterion(run.model(images), labels)
     if not torch.isfinite(loss):
         return float(loss.item())  # no step on a non-finite loss; the caller reports it
@@ -378,13 +530,16 @@ def _train_step(run: _Run, images: torch.Tensor, labels: torch.Tensor) -> float:
     run.scaler.scale(loss).backward()
     run.scaler.step(run.optimizer)
     run.scaler.update()
+    if run.ema is not None:
+        run.ema.update(run.core)
     return float(loss.item())
 
 
 def _evaluate_epoch(run: _Run) -> dict:
-    """Val scores of the epoch's model; the eval bar only on a terminal (in a log the epoch line says it all)."""
+    """Val scores of the evaluated weights (the EMA's with --ema-decay); the eval bar only on a terminal (in a log
+    the epoch line says it all)."""
     progress = run.rank == 0 and is_terminal(sys.stderr)
-    return evaluate_model(run.core, run.val_set, run.meta, run.device, progress=progress)
+    return evaluate_model(run.evaluated, run.val_set, run.meta, run.device, progress=progress)
 
 
 def _record_epoch(run: _Run, epoch: int, result: _Epoch, scores: dict) -> None:
@@ -407,9 +562,12 @@ def _record_epoch(run: _Run, epoch: int, result: _Epoch, scores: dict) -> None:
              record["train_loss"], format_score(scores["miou"]), format_score(scores["pixel_acc"]), result.lr,
              result.wall_seconds, " (best so far)" if is_best else "")
     state = {"epoch": epoch, "best_miou": run.best_miou, "history": run.history, "train_config": _jsonable(run.config)}
-    save_checkpoint(run.out / "last.pt", run.core, run.meta, optimizer=run.optimizer.state_dict(), **state)
+    # last.pt: the live weights to continue from (plus the EMA); best.pt: the weights that were scored, for export
+    extra = {} if run.ema is None else {"ema": _ema_state(run.ema)}
+    save_checkpoint(run.out / "last.pt", run.core, run.meta, optimizer=run.optimizer.state_dict(), **extra, **state)
     if is_best:
-        save_checkpoint(run.out / "best.pt", run.core, run.meta, val_scores=scores, **state)
+        save_checkpoint(run.out / "best.pt", run.evaluated, run.meta, val_scores=scores,
+                        weights="ema" if run.ema is not None else "live", **state)
         run.best_scores = scores
     write_history(run.out, run.history)
 
@@ -419,7 +577,9 @@ def _finish(run: _Run) -> dict:
     config = run.config
     result: dict[str, Any] = {
         "model": config.model, "data": config.data, "epochs_run": len(run.history), "history": run.history,
-        "rank": run.rank,
+        "rank": run.rank, "recipe": config.recipe, "val_groups": list(config.val_groups),
+        "train_samples": len(run.train_set), "val_samples": len(run.val_set),
+        "evaluated_weights": "ema" if run.ema is not None else "live",
     }
     if run.rank == 0:
         best = run.best_scores
@@ -433,7 +593,15 @@ def _finish(run: _Run) -> dict:
     return result
 
 
+def _ema_state(ema: ModelEma) -> dict:
+    state = ema.state_dict()
+    state["module"] = {k: v.detach().cpu() for k, v in state["module"].items()}
+    return state
+
+
 def _jsonable(config: TrainConfig) -> dict:
     data = asdict(config)
-    data["image_size"] = list(config.image_size)
+    for key, value in data.items():  # tuples as lists, as JSON and torch.load(weights_only=True) read them back
+        if isinstance(value, tuple):
+            data[key] = list(value)
     return data
