@@ -19,6 +19,7 @@ from pathlib import Path
 
 from edgeseg.bench import device_info
 from edgeseg.bench_compare import compare_chart, ort_default_infer, run_edgeseg, run_naive, torch_infer
+from edgeseg.metrics import format_score
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -91,7 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.val:
         for name, r in result["accuracy"].get("models", result["accuracy"]).items():
             if isinstance(r, dict) and "miou" in r:
-                print(f"{name}: mIoU {r['miou']:.4f}, argmax agreement {r.get('argmax_agreement', float('nan')):.4f}")
+                print(f"{name}: mIoU {format_score(r['miou'], 2)}, "
+                      f"argmax agreement {format_score(r.get('argmax_agreement', float('nan')), 2)}")
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
