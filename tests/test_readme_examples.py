@@ -87,6 +87,10 @@ NEEDS = (
     Need(lambda argv: any("nvarguscamerasrc" in a or a == "v4l2src" for a in argv) or _camera_source(argv),
          "a camera", lambda: False),
     Need(lambda argv: "--display" in argv, "a display", lambda: False),
+    # A foreground server, and clients of one: tests/deploy/test_triton_server.py runs these very commands against a
+    # real tritonserver it starts and always stops.
+    Need(lambda argv: argv[0] == "serve", "a foreground tritonserver (stopped with Ctrl-C)", lambda: False),
+    Need(lambda argv: "triton" in argv, "a running Triton server", lambda: False),
 )
 
 # Tiny settings: option -> its value here (each value is a list of arguments).
