@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import textwrap
 
@@ -127,38 +128,12 @@ def config_from_args(args: argparse.Namespace):
     from edgeseg.training.recipes import apply_recipe
     from edgeseg.training.trainer import TrainConfig
 
-    config = TrainConfig(
-        data=args.data,
-        model=args.model,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        image_size=tuple(args.image_size),
-        out=args.out,
-        optimizer=args.optimizer,
-        lr=args.lr,
-        weight_decay=args.weight_decay,
-        class_weights=args.class_weights,
-        workers=args.workers,
-        seed=args.seed,
-        resume=args.resume,
-        amp=not args.no_amp,
-        max_minutes=args.max_minutes,
-        pretrained_backbone=args.pretrained_backbone,
-        recipe=args.recipe,
-        val_groups=tuple(args.val_groups),
-        group_pattern=args.group_pattern,
-        group_file=args.group_file,
-        scale_range=tuple(args.scale_range),
-        photometric=args.photometric,
-        loss=args.loss,
-        ohem_thresh=args.ohem_thresh,
-        ohem_min_kept=args.ohem_min_kept,
-        label_smoothing=args.label_smoothing,
-        ema_decay=args.ema_decay,
-        lr_warmup_steps=args.lr_warmup_steps,
-        channels_last=args.channels_last,
-        cpu_bf16=args.cpu_bf16,
-    )
+    # Every option whose dest is a TrainConfig field maps straight onto it; the rest are named here.
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    values = {dest: value for dest, value in vars(args).items() if dest in names}
+    values.update(image_size=tuple(args.image_size), val_groups=tuple(args.val_groups),
+                  scale_range=tuple(args.scale_range), amp=not args.no_amp)
+    config = TrainConfig(**values)
     if args.recipe is None:
         return config
     typed = {_FIELD_OF_DEST.get(dest, dest) for dest in explicit_options(args)}
