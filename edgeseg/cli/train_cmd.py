@@ -97,6 +97,9 @@ def _add_generalisation_options(parser: argparse.ArgumentParser) -> None:
                         help="--loss ohem (needed there): the fewest hardest pixels kept per image")
     parser.add_argument("--label-smoothing", type=float, default=0.0,
                         help="label smoothing of the loss, in [0, 1)")
+    parser.add_argument("--aux-weight", type=float, default=0.0,
+                        help="deep supervision: add auxiliary score heads on the stride-8 and stride-16 features "
+                             "(pool3/pool4) with this loss weight (e.g. 0.4); used in training only, never exported")
     parser.add_argument("--ema-decay", type=float, default=None,
                         help="keep an exponential moving average of the weights with this decay in [0, 1) "
                              "(e.g. 0.998); validation, best.pt and export then use the averaged weights")

@@ -93,6 +93,18 @@ class FCN(nn.Module):
 
     def forward_lowres(self, x: torch.Tensor) -> torch.Tensor:
         """Logits before the final fixed upsampling: stride `output_stride` on the input padded to a multiple of 32."""
+        return self._lowres_and_features(x)[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return upsample_to_input(self.forward_lowres(x), self.output_stride, x)
+
+    def forward_with_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """(forward's logits, the backbone's features by stride on the padded input), for training-time
+        auxiliary heads (edgeseg.training.deep_supervision) that must not become part of the model."""
+        low, feats = self._lowres_and_features(x)
+        return upsample_to_input(low, self.output_stride, x), feats
+
+    def _lowres_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ConfigError(f"{self.name} expects an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
         h, w = x.shape[-2], x.shape[-1]
@@ -104,13 +116,14 @@ class FCN(nn.Module):
             score = self.up_32to16(score) + self.score_16(feats[16])
         if self.output_stride == 8:
             score = self.up_16to8(score) + self.score_8(feats[8])
-        return score
+        return score, feats
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h, w = x.shape[-2], x.shape[-1]
-        low = self.forward_lowres(x)
-        out = F.interpolate(low, scale_factor=self.output_stride, mode="bilinear", align_corners=False)
-        return out[:, :, :h, :w]
+
+def upsample_to_input(scores: torch.Tensor, stride: int, x: torch.Tensor) -> torch.Tensor:
+    """`scores` at `stride` on the padded input, bilinearly upsampled (half-pixel) and cropped to x's (H, W)."""
+    h, w = x.shape[-2], x.shape[-1]
+    out = F.interpolate(scores, scale_factor=stride, mode="bilinear", align_corners=False)
+    return out[:, :, :h, :w]
 
 
 class LowResOutput(nn.Module):

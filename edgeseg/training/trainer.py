@@ -48,6 +48,7 @@ from edgeseg.pipeline.progress import is_terminal, tqdm_options
 from edgeseg.training.checkpoint import read_checkpoint, save_checkpoint
 from edgeseg.training.ema import ModelEma
 from edgeseg.training.history import HISTORY_CSV, HISTORY_PNG, write_history
+from edgeseg.training.deep_supervision import DeepSupervision, DeepSupervisionLoss
 from edgeseg.training.losses import LOSSES, build_loss, prob_threshold
 from edgeseg.training.predictor import TorchPredictor
 from edgeseg.training.recipes import get_recipe
@@ -97,6 +98,8 @@ class TrainConfig:
     ohem_thresh: float | None = 0.7  # OHEM: a pixel is hard when its true class gets less than this probability
     ohem_min_kept: int | None = None  # OHEM: the fewest pixels kept per image (needed by --loss ohem)
     label_smoothing: float = 0.0
+    # Deep supervision: > 0 adds auxiliary score heads on the stride-8/16 features, weighted by this (training only)
+    aux_weight: float = 0.0
     ema_decay: float | None = None  # None: no EMA; validate, keep and export the live weights
     lr_warmup_steps: int = 0  # linear warm-up steps, times the poly factor
     channels_last: bool = False  # NHWC model and batches (faster convolutions on CPU)
@@ -155,6 +158,7 @@ class _Run:
     optimizer: torch.optim.Optimizer
     base_lr: float
     criterion: torch.nn.Module
+    trained: torch.nn.Module  # what the optimizer steps: `core`, or DeepSupervision(core) with --aux-weight
     scaler: torch.amp.GradScaler
     use_amp: bool  # CUDA mixed precision (--amp)
     use_bf16: bool = False  # CPU bf16 autocast (--cpu-bf16)
@@ -252,6 +256,8 @@ def _check_generalisation_options(config: TrainConfig) -> None:
         raise ConfigError("--loss ohem needs --ohem-min-kept (the fewest pixels kept per image)")
     if not 0 <= config.label_smoothing < 1:
         raise ConfigError(f"--label-smoothing must be in [0, 1), got {config.label_smoothing}")
+    if not (math.isfinite(config.aux_weight) and config.aux_weight >= 0):
+        raise ConfigError(f"--aux-weight must be >= 0 (0: no auxiliary heads), got {config.aux_weight}")
     if config.ema_decay is not None and not 0 <= config.ema_decay < 1:
         raise ConfigError(f"--ema-decay must be in [0, 1), got {config.ema_decay}")
     if config.lr_warmup_steps < 0:
@@ -334,10 +340,13 @@ def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict
     if config.channels_last:
         core.to(memory_format=torch.channels_last)
     ema = _make_ema(config, core, out, resume)
-    model = core
+    trained = _with_aux_heads(config, core, resume).to(device)
+    if config.channels_last:
+        trained.to(memory_format=torch.channels_last)
+    model = trained
     if world > 1:
         device_ids = [local_rank] if device.type == "cuda" else None
-        model = torch.nn.parallel.DistributedDataParallel(core, device_ids=device_ids)
+        model = torch.nn.parallel.DistributedDataParallel(trained, device_ids=device_ids)
 
     train_data = TorchSegmentationDataset(
         train_set, size, meta.mean, meta.std, train=True, seed=config.seed, scale_range=tuple(config.scale_range),
@@ -364,7 +373,7 @@ def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict
     run = _Run(
         config=config, rank=rank, world=world, device=device, out=out, meta=meta, train_set=train_set,
         val_set=val_set, core=core, model=model, train_data=train_data, loader=loader, sampler=sampler,
-        optimizer=optimizer, base_lr=base_lr, criterion=_criterion(config, weights).to(device),
+        optimizer=optimizer, base_lr=base_lr, criterion=_criterion(config, weights).to(device), trained=trained,
         scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
         use_bf16=config.cpu_bf16 and device.type == "cpu", ema=ema,
     )
@@ -396,12 +405,23 @@ def _make_ema(config: TrainConfig, core: torch.nn.Module, out: Path, resume: dic
     return ema
 
 
+def _with_aux_heads(config: TrainConfig, core: torch.nn.Module, resume: dict | None) -> torch.nn.Module:
+    """`core` wrapped with the auxiliary heads of --aux-weight (restored from last.pt on --resume), else `core`."""
+    if config.aux_weight == 0:
+        return core
+    trained = DeepSupervision(core)
+    if resume is not None and "aux_heads" in resume:
+        trained.aux_heads.load_state_dict(resume["aux_heads"])
+    return trained
+
+
 def _criterion(config: TrainConfig, weights: torch.Tensor | None) -> torch.nn.Module:
     """The loss for --loss, --ohem-thresh (a probability, turned into a loss in nats), --ohem-min-kept and
-    --label-smoothing, with the class weights of --class-weights."""
+    --label-smoothing, with the class weights of --class-weights, and --aux-weight's auxiliary terms."""
     threshold = prob_threshold(config.ohem_thresh) if config.ohem_thresh is not None else None
-    return build_loss(config.loss, weight=weights, ignore_index=IGNORE_INDEX, label_smoothing=config.label_smoothing,
+    loss = build_loss(config.loss, weight=weights, ignore_index=IGNORE_INDEX, label_smoothing=config.label_smoothing,
                       ohem_threshold=threshold, ohem_min_kept=config.ohem_min_kept)
+    return DeepSupervisionLoss(loss, config.aux_weight) if config.aux_weight > 0 else loss
 
 
 def _open_data(config: TrainConfig, size: tuple[int, int]) -> tuple[Any, Any]:
@@ -564,6 +584,8 @@ def _record_epoch(run: _Run, epoch: int, result: _Epoch, scores: dict) -> None:
     state = {"epoch": epoch, "best_miou": run.best_miou, "history": run.history, "train_config": _jsonable(run.config)}
     # last.pt: the live weights to continue from (plus the EMA); best.pt: the weights that were scored, for export
     extra = {} if run.ema is None else {"ema": _ema_state(run.ema)}
+    if isinstance(run.trained, DeepSupervision):  # not part of the model, but --resume continues training them
+        extra["aux_heads"] = {k: v.detach().cpu() for k, v in run.trained.aux_heads.state_dict().items()}
     save_checkpoint(run.out / "last.pt", run.core, run.meta, optimizer=run.optimizer.state_dict(), **extra, **state)
     if is_best:
         save_checkpoint(run.out / "best.pt", run.evaluated, run.meta, val_scores=scores,
