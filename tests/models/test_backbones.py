@@ -84,3 +84,21 @@ def test_vgg_accepts_features_only_file(tmp_path) -> None:
     target = VGG16()
     target.load_pretrained(path)
     torch.testing.assert_close(target.features[28].weight, source.features[28].weight)
+
+
+def test_mobilenetv3_running_stats_move_a_tenth_of_the_way_per_training_step():
+    """Momentum 0.1 (not torchvision's 0.01): after one training forward from fresh statistics, the first BatchNorm's
+    running mean is 0.1 x the batch mean of the stem conv's output, computed here in float64."""
+    import torch
+    import torch.nn.functional as F
+
+    from edgeseg.models.backbones import MobileNetV3Large
+
+    torch.manual_seed(0)
+    backbone = MobileNetV3Large().train()
+    conv, bn = backbone.features[0][0], backbone.features[0][1]
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        backbone(x)
+    stem = F.conv2d(x.double(), conv.weight.double(), stride=conv.stride, padding=conv.padding)
+    torch.testing.assert_close(bn.running_mean.double(), 0.1 * stem.mean(dim=(0, 2, 3)), rtol=1e-5, atol=1e-7)

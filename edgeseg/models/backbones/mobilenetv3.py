@@ -1,8 +1,11 @@
 """MobileNetV3-Large (Howard et al., 2019): inverted residuals, squeeze-and-excitation, hardswish, BatchNorm.
 
 Module names follow torchvision's `mobilenet_v3_large().features` (`features.{i}.block.{j}`, SE `fc1`/`fc2`),
-so a torchvision state_dict loads as is; its classifier is dropped. BatchNorm uses torchvision's eps=0.001,
-momentum=0.01. Features: block 6 output (40 channels, stride 8), block 12 (112, stride 16) and the final 1x1
+so a torchvision state_dict loads as is; its classifier is dropped. BatchNorm uses torchvision's eps=0.001 (the
+numbers its weights were trained with) but PyTorch's default momentum 0.1, not torchvision's 0.01: momentum is not
+in a state_dict, and 0.01, tuned for ImageNet's long schedules, leaves the running statistics far behind weights
+that train from scratch in minutes (a CamVid run evaluated 37 % pixel accuracy in eval mode against 74 % with the
+batch's own statistics). Features: block 6 output (40 channels, stride 8), block 12 (112, stride 16) and the final 1x1
 conv (960, stride 32).
 """
 
@@ -13,6 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.models.backbones.base import Backbone, FeatureInfo
+
+BN_MOMENTUM = 0.1  # see the module docstring: the running statistics must keep up with training from scratch
 
 # (kernel, expanded, out, use_se, activation, stride) for each bottleneck, in = previous out (Table 1 of the paper).
 _BNECK = (
@@ -44,7 +49,7 @@ def _make_divisible(v: float, divisor: int = 8) -> int:
 def _conv_bn_act(in_ch: int, out_ch: int, kernel: int, stride: int = 1, groups: int = 1, act: str | None = None):
     layers: list[nn.Module] = [
         nn.Conv2d(in_ch, out_ch, kernel, stride=stride, padding=(kernel - 1) // 2, groups=groups, bias=False),
-        nn.BatchNorm2d(out_ch, eps=0.001, momentum=0.01),
+        nn.BatchNorm2d(out_ch, eps=0.001, momentum=BN_MOMENTUM),
     ]
     if act == "HS":
         layers.append(nn.Hardswish(inplace=True))
