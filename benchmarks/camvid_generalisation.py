@@ -5,7 +5,7 @@
 
 Each run folder is an `edgeseg train` --out folder with two `edgeseg eval best.pt --out` folders inside it:
 `eval_shipped_val` (CamVid's val split, 101 frames of 0016E5) and `eval_heldout` (a sequence the run never trained
-on). What changed is read from best.pt's train_config (every field that differs from the first run's), and the time
+on). What changed is read from best.pt's train_config (every field that differs from the row above's), and the time
 and epochs from metrics.json, so the table cannot disagree with what was run.
 
 Writes OUT.json (rows, per-class IoU of every run, device and versions), OUT.md (the table), OUT_per_class.png
@@ -51,17 +51,18 @@ def read_run(label: str, folder: Path) -> dict[str, Any]:
 
 
 def changes(first: dict, config: dict) -> str:
-    diff = {k: v for k, v in config.items() if k not in IGNORED_FIELDS and first.get(k) != v}
+    # a field the earlier run's code did not have yet is not a change
+    diff = {k: v for k, v in config.items() if k not in IGNORED_FIELDS and k in first and first[k] != v}
     return ", ".join(f"{k}={v}" for k, v in diff.items()) or "(reference)"
 
 
 def table(rows: list[dict]) -> str:
     first = rows[0]
-    lines = ["| run | changes vs the first row | minutes | epochs | val as shipped mIoU | held-out mIoU | "
-             "held-out vs first (points) |", "| --- | --- | --- | --- | --- | --- | --- |"]
-    for row in rows:
+    lines = ["| run | options changed from the row above | minutes | epochs | val as shipped mIoU | held-out mIoU | "
+             "held-out vs first row (points) |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for previous, row in zip([first, *rows], rows):
         delta = 100 * (row["heldout_miou"] - first["heldout_miou"])
-        lines.append(f"| {row['label']} | {changes(first['config'], row['config'])} | {row['train_minutes']:.1f} | "
+        lines.append(f"| {row['label']} | {changes(previous['config'], row['config'])} | {row['train_minutes']:.1f} | "
                      f"{row['epochs_run']} | {format_score(row['val_as_shipped_miou'])} | "
                      f"{format_score(row['heldout_miou'])} | {delta:+.1f} |")
     return "\n".join(lines) + "\n"

@@ -64,8 +64,8 @@ def test_registered_recipes_set_only_train_config_fields():
         unknown = set(get_recipe(name).overrides) - fields
         assert not unknown, f"recipe {name} sets {unknown}"
     camvid = get_recipe("camvid")
-    assert camvid.overrides["image_size"] == (180, 240) and not camvid.tuned
-    assert "placeholder" in camvid.describe() and "ema_decay" in camvid.describe()
+    assert camvid.overrides["image_size"] == (360, 480) and camvid.tuned
+    assert "placeholder" not in camvid.describe() and "ema_decay" in camvid.describe()
 
 
 def train_like_parser() -> argparse.ArgumentParser:
