@@ -50,9 +50,16 @@ def read_run(label: str, folder: Path) -> dict[str, Any]:
     }
 
 
+def _defaults() -> dict:
+    """TrainConfig's defaults as best.pt stores a config (tuples as lists)."""
+    from edgeseg.training.trainer import TrainConfig, _jsonable
+
+    return _jsonable(TrainConfig())
+
+
 def changes(first: dict, config: dict) -> str:
-    # a field the earlier run's code did not have yet is not a change
-    diff = {k: v for k, v in config.items() if k not in IGNORED_FIELDS and k in first and first[k] != v}
+    # a field the earlier run's code did not have yet had its default there
+    diff = {k: v for k, v in config.items() if k not in IGNORED_FIELDS and first.get(k, _defaults().get(k)) != v}
     return ", ".join(f"{k}={v}" for k, v in diff.items()) or "(reference)"
 
 
