@@ -46,9 +46,9 @@ from edgeseg.models import build_model
 from edgeseg.models.registry import get_model_builder
 from edgeseg.pipeline.progress import is_terminal, tqdm_options
 from edgeseg.training.checkpoint import read_checkpoint, save_checkpoint
+from edgeseg.training.deep_supervision import DeepSupervision, DeepSupervisionLoss
 from edgeseg.training.ema import ModelEma
 from edgeseg.training.history import HISTORY_CSV, HISTORY_PNG, write_history
-from edgeseg.training.deep_supervision import DeepSupervision, DeepSupervisionLoss
 from edgeseg.training.losses import LOSSES, build_loss, prob_threshold
 from edgeseg.training.predictor import TorchPredictor
 from edgeseg.training.recipes import get_recipe
@@ -319,6 +319,11 @@ def _resume_state(config: TrainConfig, out: Path) -> dict | None:
     if config.epochs <= done:
         raise ConfigError(f"--resume: {last} has already trained {done} epochs; give --epochs greater than {done} "
                           f"to train more (--epochs counts all epochs, not the extra ones)")
+    # the optimizer state in last.pt covers the auxiliary heads or not; a mismatch would fail inside torch
+    if (config.aux_weight > 0) != ("aux_heads" in state):
+        was = "with" if "aux_heads" in state else "without"
+        raise ConfigError(f"--resume: {last} was trained {was} auxiliary heads (--aux-weight); resume {was} them "
+                          f"too, or start a new --out")
     return state
 
 

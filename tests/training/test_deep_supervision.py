@@ -66,6 +66,22 @@ def test_aux_heads_stay_out_of_best_pt_and_resume_restores_them(tmp_path):
     assert main(argv(data, out, "--aux-weight", "0.4", "--epochs", "2", "--resume")) == 0
 
 
+def test_resume_refuses_to_toggle_aux_heads(tmp_path, capsys):
+    """last.pt's optimizer state covers the heads or not: switching --aux-weight on resume is exit 2, named, and
+    leaves the run folder as it was."""
+    data = write_folder(tmp_path / "data")
+    plain, with_heads = tmp_path / "plain", tmp_path / "heads"
+    assert main(argv(data, plain)) == 0
+    assert main(argv(data, with_heads, "--aux-weight", "0.4")) == 0
+    for out, extra, was in ((plain, ["--aux-weight", "0.4"], "without"), (with_heads, [], "with")):
+        before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
+        capsys.readouterr()
+        assert main(argv(data, out, "--epochs", "2", "--resume", *extra)) == 2
+        err = capsys.readouterr().err
+        assert f"trained {was} auxiliary heads (--aux-weight)" in err and "Traceback" not in err
+        assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
+
+
 @pytest.mark.parametrize("value", ["-0.1", "nan"])
 def test_bad_aux_weight_is_refused_before_training(tmp_path, capsys, value):
     data = write_folder(tmp_path / "data")
