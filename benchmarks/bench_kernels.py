@@ -2,7 +2,10 @@
 on a GPU).
 
     python benchmarks/bench_kernels.py [--min-time 0.3] [--sizes 360x480,512x1024,1080x1920] [--classes 11,19]
-                                       [--gpu auto|on|off] [--launches 50]
+                                       [--gpu auto|on|off] [--launches 50] [--impls numpy,opencv,cpp,cuda]
+
+`--gpu on --impls cuda` times only the CUDA kernels (what a GPU machine adds; the CPU rows are measured on the CPU
+machines) and fails when they cannot run.
 
 Each case warms up, picks its iteration count from --min-time, and reports p50/p90/p99 latency and FPS. The GPU
 mode (cuda-python only, no CuPy/torch: `--gpu auto` runs it when edgeseg._C has CUDA kernels and a device is
@@ -45,6 +48,7 @@ from edgeseg.runtime import ops_reference as ref
 
 STRIDE = 8
 FRAME = (1080, 1920)
+IMPLS = ("numpy", "opencv", "cpp", "cuda")
 
 
 # ----- timing ------------------------------------------------------------------------------------------------------
@@ -316,7 +320,13 @@ def main(argv: list[str] | None = None) -> int:
                         help="CUDA kernels: auto (when a GPU is usable), on (fail without one), off")
     parser.add_argument("--launches", type=int, default=50, help="GPU launches between one pair of CUDA events")
     parser.add_argument("--out", type=Path, default=None, help="JSON path (default benchmarks/results/kernels_<tag>.json)")
+    parser.add_argument("--impls", default=",".join(IMPLS),
+                        help=f"implementations to time, comma-separated from {','.join(IMPLS)} (default: all)")
     args = parser.parse_args(argv)
+    impls_wanted = [i.strip() for i in args.impls.split(",") if i.strip()]
+    unknown = sorted(set(impls_wanted) - set(IMPLS))
+    if unknown or not impls_wanted:
+        parser.error(f"--impls takes names from {','.join(IMPLS)}, got {args.impls!r}")
     sizes = [tuple(int(v) for v in s.split("x")) for s in args.sizes.split(",")]
     class_counts = [int(c) for c in args.classes.split(",")]
 
@@ -352,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
                 seen_class_free.add(op)
                 base = None
                 for impl, fn in impls.items():
+                    if impl not in impls_wanted:
+                        continue
                     row: dict[str, Any] = {"op": op, "size": list(size), "classes": c, "impl": impl}
                     if fn is None:
                         row.update(status="skipped",
@@ -379,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
         "benchmark": "edgeseg kernels",
         "device": device,
         "versions": versions,
-        "settings": {"min_time_s": args.min_time, "stride": STRIDE, "preprocess_frame": list(FRAME),
+        "settings": {"min_time_s": args.min_time, "impls": impls_wanted, "stride": STRIDE, "preprocess_frame": list(FRAME),
                      "timing": "perf_counter per call (CPU); GPU: one pair of CUDA events around "
                                f"{cuda.launches} launches, per-launch time; warm-up before timing"},
         "device_copy_bandwidth_gbps": copy_gbps,

@@ -1,184 +1,179 @@
 #!/usr/bin/env bash
-# The one script a GPU machine runs (H100/H200 device machine, Jetson, any NVIDIA box) to check EdgeSeg's GPU side.
-# Everything it measures goes under $RESULTS (default benchmarks/results/, or $OUT when the device tool sets it):
-#   0. environment: GPU, driver, versions; with a wheel folder ($EDGESEG_WHEELS, default .whl/) installs those wheels
-#      offline and builds pycuda from its sdist there (pycuda ships no wheels);
-#   1. builds the package with its CUDA kernels unless edgeseg._C already has them (EDGESEG_SKIP_BUILD=1: reuse);
-#   a. CUDA kernel parity: tests/runtime/test_ops_cuda.py                      -> ops_cuda_pytest.xml
-#   b. kernel bandwidth: benchmarks/bench_kernels.py (CUDA cases, GB/s)         -> kernels_gpu.json
-#   c. does TensorRT-RTX run on this GPU, and what does it say if not (an H100 is compute capability 9.0, which is
-#      not in TensorRT-RTX's support list: the refusal message is the expected result there) -> trt_rtx_verdict.json
-#   d. predict_frames end to end with every flavour whose engine runs here (vs ONNX Runtime), and the first-start vs
-#      second-start time of a fresh process (TensorRT-RTX's runtime cache)   -> predict_frames_gpu.json
-#   then the GPU runtime tests (cuda-python, and pycuda when importable)      -> gpu_pytest_<api>.xml
-# Usage: bash benchmarks/gpu_check.sh        (from anywhere; PYTHON=... picks the interpreter)
+# EdgeSeg's GPU check: what a machine with an NVIDIA GPU proves, in two calls. It fails loudly: every step that did
+# not run on the GPU (no device, a CPU-only extension, the wrong architecture, a skipped test) ends it non-zero with
+# a line "GPU CHECK FAILED: <reason>".
+#
+#   bash benchmarks/gpu_check.sh check   build the extension for this GPU's architecture, then
+#        a. CUDA kernel parity (tests/runtime/test_ops_cuda.py; a skip is a failure)
+#        b. the real-device tests (tests/runtime/test_gpu_real.py: cuda-python buffer layer, CUDA graphs of edgeseg._C
+#           kernels, the TensorRT device path around a CuPy stand-in engine; a skip is a failure)
+#        c. kernel GB/s of the CUDA kernels alone vs the device's copy bandwidth (benchmarks/bench_kernels.py)
+#        d. TensorRT, only where an importable flavour supports this GPU (benchmarks/gpu_trt_check.py; otherwise
+#           trt_verdict.json records why, in EdgeSeg's words)
+#        e. edgeseg doctor --json
+#   bash benchmarks/gpu_check.sh train   GPU training: `edgeseg train --recipe camvid-gpu --val-groups 0006R0`, several
+#        runs side by side on the one GPU (EDGESEG_TRAIN_RUNS), CamVid from $EDGESEG_CAMVID (default .gpu_data/camvid,
+#        else ../shared/data/camvid); per-run metrics, a summary, and the first run's best.pt in 15 MB parts.
+#
+# Results go to $OUT (the device tool's folder, at most 8 files come back) or benchmarks/results/gpu/; the JUnit
+# files are bundled into junit.tar.gz. Environment:
+#   PYTHON=python3          the interpreter (the device image's python3 has torch+CUDA, CuPy and cuda-bindings)
+#   EDGESEG_SKIP_BUILD=1    reuse the installed edgeseg._C (still checked for CUDA kernels, a device and this arch)
+#   EDGESEG_PYCUDA=1        also build pycuda from its sdist in $EDGESEG_WHEELS (3-4 minutes there) and test the
+#                           buffer layer on it. Fetch what it needs, here, once (cp312, manylinux; pycuda has no wheel):
+#     echo /.whl/ >> .git/info/exclude; python3 -m pip download --no-deps --no-binary=:all: -d .whl pycuda==2025.1.2
+#     python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#         --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 -d .whl \
+#         pytools platformdirs mako markupsafe siphash24 typing_extensions
+#   EDGESEG_WHEELS=.whl     wheels installed offline first (--no-deps), when the folder exists
+#   EDGESEG_TRAIN_RUNS      'name:options;name:options' (default: seed0 and seed1 of the recipe, and seed0 with
+#                           --aux-weight 0.4), each an `edgeseg train` process of its own
 set -u -o pipefail
 cd "$(dirname "$0")/.."
+MODE=${1:-check}
 PY=${PYTHON:-python3}
-RESULTS=${OUT:-benchmarks/results}
+RESULTS=${OUT:-benchmarks/results/gpu}
 WHEELS=${EDGESEG_WHEELS:-.whl}
 WORK=${EDGESEG_GPU_WORK:-/tmp/edgeseg_gpu_check}
-mkdir -p "$RESULTS" "$WORK"
-LOG="$RESULTS/gpu_check.log"
+mkdir -p "$RESULTS" "$WORK/junit"
+LOG="$RESULTS/gpu_$MODE.log"
 : >"$LOG"
-export PYTHONUNBUFFERED=1
-status=0
-step() { echo; echo "===== $* =====" | tee -a "$LOG"; }
-run() { "$@" 2>&1 | tee -a "$LOG"; local rc=${PIPESTATUS[0]}; [ "$rc" -eq 0 ] || status=1; return "$rc"; }
+export PYTHONUNBUFFERED=1 PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PATH="$PATH:/usr/local/cuda/bin"  # nvcc, where the image keeps it off PATH (CMake finds it only on PATH)
+failures=()
+started=$(date +%s)
 
-step "0. environment"
-run nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv || true
-if [ -d "$WHEELS" ]; then
-    run "$PY" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl || true
-    for sdist in "$WHEELS"/pycuda-*.tar.gz; do
-        [ -f "$sdist" ] || continue
-        run "$PY" -m pip wheel -q --no-index --no-deps --no-build-isolation --find-links "$WHEELS" -w "$WORK/wheels" \
-            "$sdist" && run "$PY" -m pip install -q --no-index --no-deps "$WORK"/wheels/pycuda-*.whl || true
-    done
-fi
-run "$PY" - "$RESULTS" <<'EOF' || true
-import importlib.util, json, sys
+say() { echo "$*" | tee -a "$LOG"; }
+step() { say ""; say "===== $* ($(($(date +%s) - started)) s) ====="; }
+fail() { say "GPU CHECK FAILED: $*"; failures+=("$*"); }
+finish() {
+    if [ -n "$(ls -A "$WORK/junit" 2>/dev/null)" ]; then tar -czf "$RESULTS/junit.tar.gz" -C "$WORK/junit" .; fi
+    say ""
+    if [ ${#failures[@]} -eq 0 ]; then say "GPU CHECK PASSED ($MODE, $(($(date +%s) - started)) s); results in $RESULTS"; exit 0; fi
+    say "GPU CHECK: ${#failures[@]} failure(s) ($MODE, $(($(date +%s) - started)) s):"
+    for f in "${failures[@]}"; do say "  - $f"; done
+    exit 1
+}
+stop() { fail "$*"; finish; }  # a failure after which nothing else can run
+run() { "$@" 2>&1 | tee -a "$LOG"; return "${PIPESTATUS[0]}"; }
+pytest_step() {  # pytest_step NAME ARGS...: the run must pass with no skip (read from its JUnit file)
+    local name=$1; shift
+    run "$PY" -m pytest -q -rs -p no:cacheprovider "$@" --junitxml="$WORK/junit/$name.xml"
+    run "$PY" benchmarks/gpu_check_tools.py junit "$WORK/junit/$name.xml" || fail "$name: tests failed or skipped (see above)"
+}
+
+# ----- the GPU: nothing below means anything without one ---------------------------------------------------------
+step "0. GPU and environment"
+command -v nvidia-smi >/dev/null || stop "no NVIDIA GPU: nvidia-smi is not on PATH (no driver, or not a GPU machine)"
+gpus=$(nvidia-smi --query-gpu=name,compute_cap,driver_version,memory.total --format=csv,noheader 2>&1) \
+    || stop "no NVIDIA GPU: nvidia-smi failed: $gpus"
+[ -n "$gpus" ] || stop "no NVIDIA GPU: nvidia-smi lists no device"
+say "$gpus"
+cc=$(echo "$gpus" | head -1 | cut -d, -f2 | tr -d ' ')
+[[ "$cc" =~ ^[0-9]+\.[0-9]+$ ]] || stop "cannot read the compute capability from nvidia-smi: '$cc'"
+ARCH=${cc/./}
+say "compute capability $cc: building for sm_$ARCH"
+ENV_DIR=$RESULTS; [ "$MODE" = train ] && ENV_DIR=$WORK  # train: $OUT's 8 files go to the runs
+"$PY" - "$ENV_DIR" <<'EOF' 2>&1 | tee -a "$LOG"
+import importlib.util, json, platform, sys
 from pathlib import Path
-env = {"python": sys.version.split()[0]}
-for m in ("numpy", "cv2", "onnxruntime", "cuda.bindings", "pycuda", "tensorrt", "tensorrt_rtx", "tensorrt_lean",
-          "tensorrt_dispatch", "cupy", "torch"):
+env = {"python": sys.version.split()[0], "machine": platform.machine()}
+for m in ("numpy", "cv2", "onnxruntime", "cuda.bindings", "pycuda", "tensorrt", "tensorrt_rtx", "cupy", "torch"):
     try:
-        found = importlib.util.find_spec(m) is not None
+        spec = importlib.util.find_spec(m)
     except (ImportError, ValueError):
-        found = False
+        spec = None
     version = None
-    if found:
+    if spec is not None:
         try:
             version = getattr(__import__(m, fromlist=["_"]), "__version__", "?")
-        except Exception as exc:  # describe the machine; an unimportable module is a finding, not a failure
+        except Exception as exc:  # an unimportable module is a finding about the machine
             version = f"import failed: {exc}"
     env[m] = version
-print(json.dumps(env, indent=2))
+print(json.dumps(env))
 (Path(sys.argv[1]) / "gpu_environment.json").write_text(json.dumps(env, indent=2) + "\n")
 EOF
 
-step "1. build edgeseg (CUDA kernels)"
-have_cuda_kernels() { "$PY" -c "from edgeseg import _C; import sys; sys.exit(0 if _C.has_cuda() else 1)" 2>/dev/null; }
-if [ "${EDGESEG_SKIP_BUILD:-0}" = 1 ] || have_cuda_kernels; then
-    echo "edgeseg._C with CUDA kernels is importable: not rebuilding" | tee -a "$LOG"
-else
-    run "$PY" -m pip install -q -e . --no-build-isolation --no-deps || echo "BUILD FAILED" | tee -a "$LOG"
+if [ "$MODE" = train ]; then
+    step "train: CamVid on the GPU, runs side by side"
+    DATA=${EDGESEG_CAMVID:-.gpu_data/camvid}
+    [ -d "$DATA" ] || DATA=../shared/data/camvid
+    [ -f "$DATA/classes.json" ] || stop "no CamVid at ${EDGESEG_CAMVID:-.gpu_data/camvid} or ../shared/data/camvid: copy it into .gpu_data/camvid and carry that folder"
+    "$PY" -c "import torch, sys; sys.exit(0 if torch.cuda.is_available() else 1)" \
+        || stop "torch sees no CUDA device: GPU training cannot run"
+    RUNS=${EDGESEG_TRAIN_RUNS:-"seed0:--seed 0;seed1:--seed 1;aux:--seed 0 --aux-weight 0.4"}
+    IFS=';' read -ra specs <<<"$RUNS"
+    workers=$(( ($(nproc) - 1) / ${#specs[@]} )); [ "$workers" -ge 1 ] || workers=1
+    pids=(); folders=()
+    for spec in "${specs[@]}"; do
+        name=${spec%%:*}; options=${spec#*:}
+        folders+=("$WORK/train/$name"); rm -rf "$WORK/train/$name"
+        # shellcheck disable=SC2086  # options are words
+        "$PY" -m edgeseg train --data "$DATA" --recipe camvid-gpu --val-groups 0006R0 --workers "$workers" \
+            --out "$WORK/train/$name" $options >"$WORK/train_$name.log" 2>&1 &
+        pids+=($!)
+        say "started $name (pid $!): --recipe camvid-gpu --val-groups 0006R0 --workers $workers $options"
+    done
+    for i in "${!pids[@]}"; do wait "${pids[$i]}" || fail "training run ${specs[$i]%%:*} exited non-zero"; done
+    for spec in "${specs[@]}"; do name=${spec%%:*}; say "--- $name"; tail -n 25 "$WORK/train_$name.log" | tee -a "$LOG" >/dev/null
+        cp "$WORK/train/$name/metrics.json" "$RESULTS/train_$name.json" 2>/dev/null || true; done
+    run "$PY" benchmarks/gpu_check_tools.py train-summary "${folders[@]}" >"$RESULTS/gpu_train_summary.json" \
+        || fail "a training run wrote no metrics.json"
+    cat "$RESULTS/gpu_train_summary.json" | tee -a "$LOG"
+    if [ -f "${folders[0]}/best.pt" ]; then split -b 15M -d "${folders[0]}/best.pt" "$RESULTS/best_pt.part"; fi
+    finish
 fi
-run "$PY" -c "from edgeseg import _C; print('edgeseg._C', _C.build_info, 'has_cuda', _C.has_cuda(), 'devices', _C.cuda_device_count())"
+[ "$MODE" = check ] || stop "unknown mode '$MODE' (check or train)"
 
-step "a. CUDA kernel parity"
-run "$PY" -m pytest -q -rs tests/runtime/test_ops_cuda.py --junitxml="$RESULTS/ops_cuda_pytest.xml"
-
-step "b. kernel bandwidth"
-run "$PY" benchmarks/bench_kernels.py --min-time 0.3 --out "$RESULTS/kernels_gpu.json"
-
-step "c. TensorRT-RTX on this GPU"
-run "$PY" - "$RESULTS" "$WORK" <<'EOF'
-"""Build a TensorRT-RTX engine (AOT, as shipped) and open it here: the verdict records what happened, refusal included."""
-import json, sys, traceback
-from pathlib import Path
-sys.path.insert(0, ".")
-results, work = Path(sys.argv[1]), Path(sys.argv[2])
-verdict = {"flavour": "tensorrt_rtx", "built": False, "runs": False, "error": None}
-try:
-    from edgeseg.runtime.gpu import cuda_api
-    info = cuda_api("cuda-python").device_info(0)
-    verdict.update(gpu=info.name, compute_capability=info.compute_capability)
-    from edgeseg.export.engine import engine_from_onnx
-    from edgeseg.runtime.segmenter import Segmenter
-    from edgeseg.runtime.trt_flavours import RTX_COMPUTE_CAPABILITIES, import_trt
-    from tests.runtime.onnx_graphs import random_scene, write_pixel_classifier
-    import numpy as np
-    trt, _ = import_trt("tensorrt_rtx")
-    verdict["trt_version"] = trt.__version__
-    verdict["in_rtx_support_list"] = info.compute_capability in RTX_COMPUTE_CAPABILITIES
-    onnx_path = write_pixel_classifier(work / "rtx_pixel.onnx", (64, 96))
-    engine = engine_from_onnx(onnx_path, work / "rtx_pixel.engine", flavour="tensorrt_rtx")
-    verdict["built"] = True
-    with Segmenter(engine) as seg, Segmenter(onnx_path) as ort:
-        frames = [random_scene(np.random.default_rng(i), 120, 160) for i in range(2)]
-        got, want = seg.predict(frames), ort.predict(frames)
-        verdict["runs"] = True
-        verdict["device_path"] = bool(seg.backend.frames_on_device)
-        verdict["agreement_with_onnxruntime"] = float(np.mean([np.mean(a == b) for a, b in zip(got, want)]))
-except Exception as exc:  # the verdict records any failure, whatever raised it; EdgeSegErrors carry the reason
-    verdict["error"] = f"{type(exc).__name__}: {exc}"
-    if not type(exc).__module__.startswith("edgeseg"):
-        traceback.print_exc()
-(results / "trt_rtx_verdict.json").write_text(json.dumps(verdict, indent=2) + "\n")
-print(json.dumps(verdict, indent=2))
-EOF
-
-step "d. predict_frames end to end, first start vs second start"
-run "$PY" - "$RESULTS" "$WORK" "$PY" <<'EOF'
-"""For each importable flavour: build an engine, run predict_frames in two fresh processes (the second start finds
-TensorRT-RTX's runtime cache), time both, and compare masks with ONNX Runtime."""
-import json, subprocess, sys
-from pathlib import Path
-sys.path.insert(0, ".")
-results, work, python = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
-CHILD = r'''
-import json, sys, time
-t0 = time.perf_counter()
-sys.path.insert(0, ".")
-import numpy as np
-from edgeseg.runtime.segmenter import Segmenter
-from tests.runtime.onnx_graphs import random_scene
-engine, onnx_path = sys.argv[1], sys.argv[2]
-frames = [random_scene(np.random.default_rng(i), 720, 1280) for i in range(8)]
-t1 = time.perf_counter()
-with Segmenter(engine) as seg:
-    t2 = time.perf_counter()
-    first = seg.predict(frames[:1])
-    t3 = time.perf_counter()
-    masks = [seg.predict([f])[0] for f in frames]
-    t4 = time.perf_counter()
-    cache = seg.backend.runtime_cache
-    out = {"device_path": bool(seg.backend.frames_on_device), "open_s": t2 - t1, "first_predict_s": t3 - t2,
-           "steady_ms_per_frame": (t4 - t3) * 1e3 / len(frames), "import_s": t1 - t0,
-           "runtime_cache_loaded": bool(cache and cache.loaded), "stage_ms": seg.stage_ms}
-with Segmenter(onnx_path) as ort:
-    want = [ort.predict([f])[0] for f in frames]
-out["agreement_with_onnxruntime"] = float(np.mean([np.mean(a == b) for a, b in zip(masks, want)]))
-print("RESULT " + json.dumps(out))
-'''
-report = {}
-try:
-    from edgeseg.export.engine import engine_from_onnx
-    from edgeseg.runtime.trt_flavours import available_flavours
-    from tests.runtime.onnx_graphs import write_pixel_classifier
-    onnx_path = write_pixel_classifier(work / "e2e.onnx", (512, 1024), stride=8, batch=1)
-    flavours = available_flavours()
-except Exception as exc:  # record why nothing could run, then stop this step
-    report["error"] = f"{type(exc).__name__}: {exc}"
-    flavours = []
-for flavour in flavours:
-    entry = report.setdefault(flavour, {})
-    try:
-        engine = engine_from_onnx(onnx_path, work / f"e2e_{flavour}.engine", flavour=flavour)
-        for cache in work.glob(f"e2e_{flavour}.engine.*cache*"):
-            cache.unlink()  # the first start must find no runtime cache
-        for start in ("first_start", "second_start"):
-            done = subprocess.run([python, "-c", CHILD, str(engine), str(onnx_path)], capture_output=True, text=True)
-            lines = [l for l in done.stdout.splitlines() if l.startswith("RESULT ")]
-            entry[start] = json.loads(lines[-1][7:]) if lines else {"error": (done.stderr or done.stdout)[-2000:]}
-    except Exception as exc:  # one flavour failing (e.g. TensorRT-RTX on an H100) must not hide the others
-        entry["error"] = f"{type(exc).__name__}: {exc}"
-(results / "predict_frames_gpu.json").write_text(json.dumps(report, indent=2) + "\n")
-print(json.dumps(report, indent=2))
-EOF
-
-step "GPU runtime tests"
-for api in cuda-python pycuda; do
-    module=$([ "$api" = pycuda ] && echo pycuda || echo cuda.bindings)
-    if "$PY" -c "import importlib.util, sys; sys.exit(0 if importlib.util.find_spec('$module') else 1)" 2>/dev/null; then
-        EDGESEG_CUDA_API=$api run "$PY" -m pytest -q -rs tests/runtime/test_gpu_path.py \
-            tests/runtime/test_tensorrt_backend.py tests/runtime/test_gpu_layer.py tests/runtime/test_gpu_tensorrt_fakes.py \
-            --junitxml="$RESULTS/gpu_pytest_$api.xml"
-    else
-        echo "$api is not importable: its run is skipped" | tee -a "$LOG"
+# ----- 1. the extension, with CUDA kernels for this GPU --------------------------------------------------------------
+step "1. build edgeseg._C for sm_$ARCH"
+if [ "${EDGESEG_SKIP_BUILD:-0}" != 1 ]; then
+    command -v nvcc >/dev/null || stop "no CUDA compiler: nvcc is neither on PATH nor in /usr/local/cuda/bin"
+    if [ -d "$WHEELS" ]; then run "$PY" -m pip install -q --no-index --no-deps "$WHEELS"/*.whl || fail "offline wheels did not install"; fi
+    if [ "${EDGESEG_PYCUDA:-0}" = 1 ]; then
+        for sdist in "$WHEELS"/pycuda-*.tar.gz; do
+            [ -f "$sdist" ] || { fail "EDGESEG_PYCUDA=1 but no pycuda sdist in $WHEELS (see this script's header)"; break; }
+            run "$PY" -m pip wheel -q --no-index --no-deps --no-build-isolation -w "$WORK/wheels" "$sdist" \
+                && run "$PY" -m pip install -q --no-index --no-deps "$WORK"/wheels/pycuda-*.whl || fail "pycuda did not build"
+        done
     fi
-done
+    CUDAARCHS=$ARCH run "$PY" -m pip install -q --no-build-isolation --no-deps -e . \
+        -Ccmake.define.EDGESEG_CUDA=ON -Cbuild-dir="build/gpu_check_sm$ARCH" || stop "the extension did not build (see above)"
+fi
+probe=$("$PY" benchmarks/gpu_check_tools.py probe 2>&1)
+say "$probe"
+"$PY" - "$probe" "$ARCH" <<'EOF' 2>&1 | tee -a "$LOG" || stop "$(tail -1 "$LOG" | sed 's/^REASON: //')"
+import json, sys
+probe, arch = json.loads(sys.argv[1]), sys.argv[2]
+reason = None
+if not probe.get("importable"):
+    reason = f"edgeseg._C does not import: {probe.get('error')}"
+elif not probe["has_cuda"]:
+    reason = "edgeseg._C was built without CUDA kernels (CPU-only: nvcc was not found at build time)"
+elif probe["devices"] < 1:
+    reason = "edgeseg._C sees no CUDA device (cudaGetDeviceCount is 0)"
+elif arch not in probe["architectures"]:
+    reason = f"edgeseg._C has no sm_{arch} code for this GPU (built for {', '.join(probe['architectures'])})"
+if reason:
+    print(f"REASON: {reason}")
+    sys.exit(1)
+print(f"edgeseg._C: CUDA kernels for sm_{arch}, {probe['devices']} device(s)")
+EOF
 
-echo "results in $RESULTS (log: $LOG); overall status $status"
-exit $status
+step "a. CUDA kernel parity (a skip is a failure)"
+pytest_step ops_cuda tests/runtime/test_ops_cuda.py
+
+step "b. real-device tests: buffer layer, CUDA graphs, device path around a stand-in engine (a skip is a failure)"
+if [ "${EDGESEG_PYCUDA:-0}" = 1 ]; then pytest_step gpu_real tests/runtime/test_gpu_real.py
+else pytest_step gpu_real tests/runtime/test_gpu_real.py -k "not pycuda"; fi
+
+step "c. kernel bandwidth (CUDA kernels only; numpy/OpenCV/C++ are measured on the CPU machines)"
+run "$PY" benchmarks/bench_kernels.py --gpu on --impls cuda --min-time 0.2 --sizes 360x480,1080x1920,2160x3840 \
+    --out "$RESULTS/kernels_gpu.json" || fail "bench_kernels.py --gpu on failed"
+
+step "d. TensorRT (only where an importable flavour supports this GPU)"
+run "$PY" benchmarks/gpu_trt_check.py "$RESULTS" "$WORK" || fail "a TensorRT flavour that supports this GPU failed"
+
+step "e. edgeseg doctor"
+"$PY" -m edgeseg doctor --json >"$RESULTS/doctor.json" 2>>"$LOG" || fail "edgeseg doctor failed"
+finish

@@ -67,6 +67,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-minutes", type=float, default=None,
                         help="stop after this much training time, > 0; the last epoch is still evaluated and saved")
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
+    parser.add_argument("--amp-dtype", choices=("float16", "bfloat16"), default="float16",
+                        help="CUDA mixed precision: float16 (with loss scaling) or bfloat16 (Ampere and later, "
+                             "no loss scaling)")
+    parser.add_argument("--eval-every", type=int, default=1,
+                        help="validate every N epochs and after the last one (history holds n/a in between)")
     parser.add_argument("--pretrained-backbone", default=None, help="local ImageNet weights file for the backbone")
     _add_generalisation_options(parser)
     track_explicit(parser)  # which options were typed, so they win over --recipe even when equal to the default

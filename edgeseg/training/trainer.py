@@ -60,6 +60,9 @@ log = logging.getLogger(__name__)
 OPTIMIZERS = ("sgd", "adamw")
 CLASS_WEIGHTS = ("none", "auto")
 DEFAULT_LR = {"sgd": 0.01, "adamw": 1e-3}
+AMP_DTYPES = ("float16", "bfloat16")
+# The val scores recorded per epoch (NaN on epochs that --eval-every skips).
+SCORE_KEYS = ("pixel_acc", "mean_acc", "miou", "fwiou")
 # What a run writes into --out (rank 0); each must be a file there, or absent.
 OUTPUT_FILES = ("best.pt", "last.pt", "metrics.json", HISTORY_CSV, HISTORY_PNG)
 
@@ -82,6 +85,8 @@ class TrainConfig:
     seed: int = 0
     resume: bool = False
     amp: bool = True  # used only on CUDA
+    amp_dtype: str = "float16"  # CUDA autocast dtype: float16 (with a grad scaler) or bfloat16 (Ampere+, no scaler)
+    eval_every: int = 1  # validate every N epochs (and the last); cheap epochs on a GPU would otherwise wait on it
     max_minutes: float | None = None  # stop after this much training time (whole epochs still evaluated)
     synthetic_count: int | None = None
     pretrained_backbone: str | None = None
@@ -201,7 +206,8 @@ def train(config: TrainConfig) -> dict:
     for epoch in range(run.start_epoch, config.epochs):
         started = time.perf_counter()
         result = _train_epoch(run, epoch)
-        scores = _evaluate_epoch(run)
+        due = (epoch + 1) % config.eval_every == 0 or result.out_of_time or epoch + 1 == config.epochs
+        scores = _evaluate_epoch(run) if due else dict.fromkeys(SCORE_KEYS, float("nan"))
         result.wall_seconds = time.perf_counter() - started
         _record_epoch(run, epoch, result, scores)
         if result.out_of_time:
@@ -222,6 +228,10 @@ def _check_config(config: TrainConfig) -> tuple[int, int]:
         raise ConfigError(f"--epochs must be >= 1, got {config.epochs}")
     if config.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {config.batch_size}")
+    if config.amp_dtype not in AMP_DTYPES:
+        raise ConfigError(f"--amp-dtype must be one of {AMP_DTYPES}, got {config.amp_dtype!r}")
+    if config.eval_every < 1:
+        raise ConfigError(f"--eval-every must be >= 1 (validate every N epochs), got {config.eval_every}")
     if config.workers < 0:
         raise ConfigError(f"--workers must be >= 0 (0 loads data in the main process), got {config.workers}")
     if config.lr is not None and not (math.isfinite(config.lr) and config.lr > 0):
@@ -379,7 +389,8 @@ def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict
         config=config, rank=rank, world=world, device=device, out=out, meta=meta, train_set=train_set,
         val_set=val_set, core=core, model=model, train_data=train_data, loader=loader, sampler=sampler,
         optimizer=optimizer, base_lr=base_lr, criterion=_criterion(config, weights).to(device), trained=trained,
-        scaler=torch.amp.GradScaler("cuda", enabled=use_amp), use_amp=use_amp,
+        # bfloat16 has float32's range: no loss scaling (and GradScaler would only cost time)
+        scaler=torch.amp.GradScaler("cuda", enabled=use_amp and config.amp_dtype == "float16"), use_amp=use_amp,
         use_bf16=config.cpu_bf16 and device.type == "cpu", ema=ema,
     )
     if resume is not None:
@@ -535,9 +546,9 @@ def _elapsed_s(run: _Run) -> float:
 
 
 def _autocast(run: _Run) -> torch.autocast:
-    """--amp's fp16 autocast on CUDA, --cpu-bf16's bf16 autocast on CPU (the loss itself stays fp32)."""
+    """--amp's autocast on CUDA (--amp-dtype), --cpu-bf16's bf16 autocast on CPU (the loss itself stays fp32)."""
     if run.device.type == "cuda":
-        return torch.autocast("cuda", enabled=run.use_amp)
+        return torch.autocast("cuda", dtype=getattr(torch, run.config.amp_dtype), enabled=run.use_amp)
     return torch.autocast(run.device.type, dtype=torch.bfloat16, enabled=run.use_bf16)
 
 
@@ -574,7 +585,7 @@ def _record_epoch(run: _Run, epoch: int, result: _Epoch, scores: dict) -> None:
         "train_loss": result.loss_sum / max(result.steps, 1),
         "steps": result.steps,
         "images_per_s": result.images / max(result.seconds, 1e-9),
-        **{k: scores[k] for k in ("pixel_acc", "mean_acc", "miou", "fwiou")},
+        **{k: scores[k] for k in SCORE_KEYS},
         "lr": result.lr,
         "seconds": result.wall_seconds,
     }

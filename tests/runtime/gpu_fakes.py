@@ -14,14 +14,18 @@ import itertools
 import threading
 import types
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 
+from edgeseg.config import make_meta
+from edgeseg.files import sha256_file
 from edgeseg.runtime import ops
 from edgeseg.runtime.backends.tensorrt_device import CudaKernels
+from edgeseg.sidecar import EngineSidecar, TensorInfo, write_sidecar
 
-from .onnx_graphs import pixel_classifier_weights
+from .onnx_graphs import CLASSES, pixel_classifier_weights
 
 
 def view(ptr: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
@@ -333,6 +337,11 @@ class FakeContext:
         in_dtype = np.uint8 if spec.uint8_input else spec.dtype
         out_dtype = np.uint8 if spec.argmax else spec.dtype
         src, dst = self.addresses[spec.input_name], self.addresses[spec.output_name]
+        compute = self.engine.module.compute
+        if compute is not None:  # the real GPU (standin_engine.CupyCompute): device pointers, the caller's stream
+            self.executions += 1
+            compute.execute(spec, src, in_shape, dst, int(stream))
+            return True
 
         def work():
             self.executions += 1
@@ -404,11 +413,14 @@ class FakeTrt(types.ModuleType):
     EngineValidity = _Validity
     EngineInvalidityDiagnostics = _Diagnostics
 
-    def __init__(self, name: str, version: str, rt: FakeCudart, spec: EngineSpec, validity=None) -> None:
+    def __init__(self, name: str, version: str, rt: FakeCudart | None, spec: EngineSpec, validity=None,
+                 compute: Any = None) -> None:
+        """`rt`: the fake CUDA runtime whose host memory the engine computes on, or None with `compute` (an object
+        with `execute(spec, src_ptr, in_shape, dst_ptr, stream)`, e.g. standin_engine.CupyCompute on a real GPU)."""
         super().__init__(name)
         self.__version__ = version
         self.__spec__ = importlib.machinery.ModuleSpec(name, None)
-        self.rt, self.spec, self.validity = rt, spec, validity
+        self.rt, self.spec, self.validity, self.compute = rt, spec, validity, compute
         self.events: list[tuple] = []
         self.engines: list[FakeEngine] = []
         self.compiled = 0
@@ -439,6 +451,25 @@ class FakeTrt(types.ModuleType):
 
             Runtime.get_engine_validity = get_engine_validity
         self.Logger, self.Runtime = Logger, Runtime
+
+
+def write_fake_engine(engine: Path, spec: EngineSpec, *, flavour: str = "tensorrt", version: str = "10.3.0",
+                      engine_bytes: bytes = b"fake-engine", **fields: Any) -> Path:
+    """An engine file FakeTrt deserializes, with the sidecar EdgeSeg's export would write for `spec`."""
+    engine.write_bytes(engine_bytes)
+    meta = make_meta("pixel", CLASSES, spec.input_size, output_stride=spec.stride,
+                     input_format="uint8_nhwc_bgr" if spec.uint8_input else "float_nchw_rgb",
+                     output_format="classmap" if spec.argmax else "logits")
+    in_dtype = "uint8" if spec.uint8_input else np.dtype(spec.dtype).name
+    out_dtype = "uint8" if spec.argmax else np.dtype(spec.dtype).name
+    sidecar = EngineSidecar(
+        flavour=flavour, trt_version=version, precision="fp32", meta=meta,
+        inputs=(TensorInfo(spec.input_name, (-1, *spec.input_shape(1)[1:]), in_dtype),),
+        outputs=(TensorInfo(spec.output_name, (-1, *spec.output_shape(1)[1:]), out_dtype),),
+        engine_sha256=sha256_file(engine),
+        profile=(spec.input_shape(1), spec.input_shape(2), spec.input_shape(spec.max_batch)), **fields)
+    write_sidecar(engine, sidecar)
+    return engine
 
 
 # ----- pycuda ----------------------------------------------------------------------------------------------------

@@ -13,16 +13,14 @@ import threading
 import numpy as np
 import pytest
 
-from edgeseg.config import make_meta
 from edgeseg.errors import BackendUnavailableError, ConfigError, CudaError, EdgeSegError, ModelFileError
-from edgeseg.files import sha256_file
 from edgeseg.runtime.backends.tensorrt import TensorRTBackend
 from edgeseg.runtime.gpu import CudaPythonApi
 from edgeseg.runtime.segmenter import Segmenter
-from edgeseg.sidecar import EngineSidecar, TensorInfo, write_sidecar
 
-from .gpu_fakes import EngineSpec, FakeCudart, FakeTrt, HostKernels, _Diagnostics, _Validity, fake_pycuda_modules
-from .onnx_graphs import CLASSES, random_scene
+from .gpu_fakes import (EngineSpec, FakeCudart, FakeTrt, HostKernels, _Diagnostics, _Validity, fake_pycuda_modules,
+                        write_fake_engine)
+from .onnx_graphs import random_scene
 
 FLAVOUR_MODULES = ("tensorrt", "tensorrt_rtx", "tensorrt_dispatch", "tensorrt_lean")
 RTX_4090 = ("NVIDIA GeForce RTX 4090", 8, 9)
@@ -45,20 +43,8 @@ def rig(monkeypatch, tmp_path):
         for name, ver in (modules or {flavour: version}).items():
             fakes[name] = FakeTrt(name, ver, rt, spec, validity=validity)
             monkeypatch.setitem(sys.modules, name, fakes[name])
-        engine = tmp_path / "model.engine"
-        engine.write_bytes(engine_bytes)
-        meta = make_meta("pixel", CLASSES, spec.input_size, output_stride=spec.stride,
-                         input_format="uint8_nhwc_bgr" if spec.uint8_input else "float_nchw_rgb",
-                         output_format="classmap" if spec.argmax else "logits")
-        in_dtype = "uint8" if spec.uint8_input else np.dtype(spec.dtype).name
-        out_dtype = "uint8" if spec.argmax else np.dtype(spec.dtype).name
-        sidecar = EngineSidecar(
-            flavour=flavour, trt_version=version, precision="fp32", meta=meta,
-            inputs=(TensorInfo(spec.input_name, (-1, *spec.input_shape(1)[1:]), in_dtype),),
-            outputs=(TensorInfo(spec.output_name, (-1, *spec.output_shape(1)[1:]), out_dtype),),
-            engine_sha256=sha256_file(engine),
-            profile=(spec.input_shape(1), spec.input_shape(2), spec.input_shape(spec.max_batch)), **fields)
-        write_sidecar(engine, sidecar)
+        engine = write_fake_engine(tmp_path / "model.engine", spec, flavour=flavour, version=version,
+                                   engine_bytes=engine_bytes, **fields)
         state.update(rt=rt, fakes=fakes, engine=engine, spec=spec)
         return dict(cuda_api=CudaPythonApi(rt), kernels=HostKernels(rt))
 
