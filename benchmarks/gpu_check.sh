@@ -35,6 +35,7 @@ PY=${PYTHON:-python3}
 RESULTS=${OUT:-benchmarks/results/gpu}
 WHEELS=${EDGESEG_WHEELS:-.whl}
 WORK=${EDGESEG_GPU_WORK:-/tmp/edgeseg_gpu_check}
+rm -rf "$WORK/junit"  # a warm machine keeps the last call's files: bundle only this call's
 mkdir -p "$RESULTS" "$WORK/junit"
 LOG="$RESULTS/gpu_$MODE.log"
 : >"$LOG"
@@ -47,7 +48,9 @@ say() { echo "$*" | tee -a "$LOG"; }
 step() { say ""; say "===== $* ($(($(date +%s) - started)) s) ====="; }
 fail() { say "GPU CHECK FAILED: $*"; failures+=("$*"); }
 finish() {
-    if [ -n "$(ls -A "$WORK/junit" 2>/dev/null)" ]; then tar -czf "$RESULTS/junit.tar.gz" -C "$WORK/junit" .; fi
+    if [ "$MODE" = check ] && [ -n "$(ls -A "$WORK/junit" 2>/dev/null)" ]; then
+        tar -czf "$RESULTS/junit.tar.gz" -C "$WORK/junit" .
+    fi
     say ""
     if [ ${#failures[@]} -eq 0 ]; then say "GPU CHECK PASSED ($MODE, $(($(date +%s) - started)) s); results in $RESULTS"; exit 0; fi
     say "GPU CHECK: ${#failures[@]} failure(s) ($MODE, $(($(date +%s) - started)) s):"

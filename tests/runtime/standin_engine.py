@@ -87,6 +87,7 @@ class CupyCompute:
         total = n * (height // spec.stride) * (width // spec.stride)
         block = 128
         i32 = np.int32
+        # ExternalStream ran on the H200 (CuPy 14.2, with a DeprecationWarning for Stream.from_external); kept, as proven
         with self._cupy.cuda.ExternalStream(stream):
             self._kernel(((total + block - 1) // block,), (block,),
                          (np.uint64(src), i32(in_kind), i32(n), i32(height), i32(width), i32(spec.stride),

@@ -88,6 +88,7 @@ def _tree(root: Path) -> dict[str, str]:
     (["--max-minutes", "-3"], "--max-minutes must be a number of minutes > 0, got -3.0"),
     (["--weight-decay", "-0.1"], "--weight-decay must be a number >= 0"),
     (["--model", "fcn9s_nothing"], "unknown model 'fcn9s_nothing'"),
+    (["--eval-every", "0"], "--eval-every must be >= 1 (validate every N epochs), got 0"),
 ])
 def test_bad_options_fail_before_anything_is_written(tmp_path, capsys, no_training, argv, message):
     data = make_dataset(tmp_path / "data")

@@ -63,3 +63,18 @@ def test_torchrun_ddp_on_cpu(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.count("trained 1 epochs") == 1
     assert json.loads((tmp_path / "run" / "metrics.json").read_text())["epochs_run"] == 1
+
+
+def test_eval_every_validates_only_every_nth_epoch_and_the_last(tmp_path):
+    """--eval-every 2 over 3 epochs: epochs 2 and 3 (the last) are scored, epoch 1 is n/a (NaN) in the history, and
+    best.pt comes from a scored epoch."""
+    import math
+
+    result = train(_config(tmp_path, eval_every=2, synthetic_count=8, image_size=(32, 48)))
+    scored = [not math.isnan(epoch["miou"]) for epoch in result["history"]]
+    assert scored == [False, True, True]
+    history_csv = (tmp_path / "run" / "history.csv").read_text().splitlines()
+    assert len(history_csv) == 4 and ",nan," in history_csv[1].lower() + ","
+    assert (tmp_path / "run" / "best.pt").is_file()
+    with pytest.raises(ConfigError, match="--amp-dtype must be one of"):
+        train(_config(tmp_path, amp_dtype="float8"))
