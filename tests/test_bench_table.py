@@ -246,7 +246,7 @@ def test_outputs_never_overwrite_inputs(models, tmp_path, capsys, json_name):
 def pixel_ckpt(tmp_path_factory):
     """A checkpoint of a registered 1x1-conv torch model (the pixel classifier's weights), for the naive loop."""
     torch = pytest.importorskip("torch")
-    from edgeseg.models import registry
+    from edgeseg.models.registry import registered_model
     from edgeseg.training.checkpoint import save_checkpoint
     from tests.runtime.onnx_graphs import pixel_classifier_weights
 
@@ -260,12 +260,9 @@ def pixel_ckpt(tmp_path_factory):
             conv.bias.copy_(torch.from_numpy(bias))
         return conv
 
-    registry.register_model(name)(build)
-    try:
+    with registered_model(name, build):
         yield save_checkpoint(tmp_path_factory.mktemp("ckpt") / "pixel.pt", build(num_classes=4),
                               make_meta(name, CLASSES, (24, 32)))
-    finally:
-        registry._BUILDERS.pop(name, None)  # leave the registry as other tests expect it
 
 
 @pytest.mark.slow

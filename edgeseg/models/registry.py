@@ -2,12 +2,14 @@
 
 Builders are keyword-only functions `builder(*, num_classes, pretrained_backbone=None) -> nn.Module`, defined next
 to their model class (see `edgeseg/models/fcn.py`), as in torchvision's `models/_api.py`.
+Tests and notebooks add a model for a block only with `with registered_model(name, builder):`.
 """
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, TypeVar
+from typing import Callable, Iterator, TypeVar
 
 from torch import nn
 
@@ -29,6 +31,24 @@ def register_model(name: str) -> Callable[[B], B]:
         return builder
 
     return wrap
+
+
+def unregister_model(name: str) -> Builder:
+    """Remove `name` from the registry and return its builder; ConfigError if it is not registered."""
+    if name not in _BUILDERS:
+        raise ConfigError(f"model name {name!r} is not registered; registered: {', '.join(list_models())}")
+    return _BUILDERS.pop(name)
+
+
+@contextmanager
+def registered_model(name: str, builder: Builder) -> Iterator[Builder]:
+    """Register `builder` under `name` for a `with` block only (tests, notebooks); it leaves the registry after,
+    even when the block raises. ConfigError if the name is taken, as for register_model."""
+    register_model(name)(builder)
+    try:
+        yield builder
+    finally:
+        unregister_model(name)
 
 
 def list_models() -> list[str]:

@@ -12,7 +12,8 @@ No torch here: the registry is plain data, checked against TrainConfig's fields 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -48,6 +49,16 @@ def register_recipe(recipe: Recipe) -> Recipe:
         raise ConfigError(f"recipe name {recipe.name!r} is already registered")
     _RECIPES[recipe.name] = recipe
     return recipe
+
+
+@contextmanager
+def registered_recipe(recipe: Recipe) -> Iterator[Recipe]:
+    """Register `recipe` for a `with` block only (tests); it leaves the registry after, even when the block raises."""
+    register_recipe(recipe)
+    try:
+        yield recipe
+    finally:
+        del _RECIPES[recipe.name]
 
 
 def list_recipes() -> list[str]:

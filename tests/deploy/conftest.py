@@ -16,7 +16,7 @@ from .tiny_model import CLASSES, MAX_BATCH, SIZE, TINY_NAME, TinyFCN  # noqa: E4
 @pytest.fixture(scope="module")
 def tiny_ckpt(tmp_path_factory):
     """An EdgeSeg checkpoint of TinyFCN, registered under TINY_NAME for the module's lifetime."""
-    from edgeseg.models import list_models, register_model, registry
+    from edgeseg.models.registry import registered_model
     from edgeseg.training.checkpoint import save_checkpoint
 
     torch.manual_seed(0)
@@ -26,11 +26,9 @@ def tiny_ckpt(tmp_path_factory):
             if isinstance(module, torch.nn.Conv2d):
                 torch.nn.init.normal_(module.weight, std=1.0)
                 torch.nn.init.normal_(module.bias, std=0.5)
-    if TINY_NAME not in list_models():
-        register_model(TINY_NAME)(lambda *, num_classes, pretrained_backbone=None: TinyFCN(num_classes))
     meta = make_meta(TINY_NAME, CLASSES, SIZE)
-    yield save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, meta)
-    registry._BUILDERS.pop(TINY_NAME, None)
+    with registered_model(TINY_NAME, lambda *, num_classes, pretrained_backbone=None: TinyFCN(num_classes)):
+        yield save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", model, meta)
 
 
 @pytest.fixture(scope="module")

@@ -89,14 +89,12 @@ TINY_NAME = "test_tiny_fcn"
 @pytest.fixture(scope="module")  # module scope: the test model leaves the registry after each module
 def tiny_ckpt(tmp_path_factory, tiny_model, tiny_meta):
     """A real EdgeSeg checkpoint of TinyFCN, registered under TINY_NAME so load_model can rebuild it."""
-    from edgeseg.models import list_models, register_model, registry
+    from edgeseg.models.registry import registered_model
     from edgeseg.training.checkpoint import save_checkpoint
 
-    if TINY_NAME not in list_models():
-        register_model(TINY_NAME)(lambda *, num_classes, pretrained_backbone=None: TinyFCN(num_classes))
-    yield save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", tiny_model,
-                          tiny_meta.replace(model_name=TINY_NAME))
-    registry._BUILDERS.pop(TINY_NAME, None)  # leave the registry as other tests expect it
+    with registered_model(TINY_NAME, lambda *, num_classes, pretrained_backbone=None: TinyFCN(num_classes)):
+        yield save_checkpoint(tmp_path_factory.mktemp("ckpt") / "tiny.pt", tiny_model,
+                              tiny_meta.replace(model_name=TINY_NAME))
 
 
 @pytest.fixture(scope="session")
