@@ -17,6 +17,8 @@ IGNORE_INDEX = 255  # every dataset maps its void/unlabelled id to this
 
 # Key under which ModelMeta is stored as JSON in ONNX metadata_props and engine sidecars.
 META_KEY = "edgeseg"
+# Metadata keys older EdgeSeg versions wrote that nothing reads (ignore_index: a training fact, kept by the dataset).
+_RETIRED_KEYS = ("ignore_index",)
 INPUT_FORMATS = ("float_nchw_rgb", "uint8_nhwc_bgr")
 OUTPUT_FORMATS = ("logits", "classmap")
 
@@ -72,7 +74,6 @@ class ModelMeta:
     input_size: tuple[int, int]
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    ignore_index: int = IGNORE_INDEX
     output_stride: int = 1
     # What the graph takes and gives, so the runtime knows which pre/post-processing is already inside it.
     input_format: str = "float_nchw_rgb"  # or "uint8_nhwc_bgr" (--uint8-input: normalisation is in the graph)
@@ -147,7 +148,6 @@ class ModelMeta:
             "input_size": lambda v: (int(v[0]), int(v[1])) if len(v) == 2 else _shape(v),
             "mean": lambda v: tuple(float(x) for x in v),
             "std": lambda v: tuple(float(x) for x in v),
-            "ignore_index": int,
             "output_stride": int,
             "input_format": str,
             "output_format": str,
@@ -159,6 +159,8 @@ class ModelMeta:
         }
         if not isinstance(data, dict):
             raise ModelFileError(f"model metadata must be a JSON object, got {type(data).__name__}")
+        # Keys older EdgeSeg wrote and nothing reads: dropped, so their models still load.
+        data = {key: value for key, value in data.items() if key not in _RETIRED_KEYS}
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ModelFileError(f"model metadata has unknown keys {unknown} (written by a newer EdgeSeg?)")

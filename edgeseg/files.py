@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import stat
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -78,8 +77,3 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
             digest.update(chunk)
     return digest.hexdigest()
 
-
-def is_regular_output(path: str | os.PathLike[str]) -> bool:
-    """True when `path` is absent or a regular file that is not a symlink (safe to replace atomically)."""
-    path = Path(path)
-    return not path.is_symlink() and (not path.exists() or stat.S_ISREG(path.stat().st_mode))

@@ -52,19 +52,6 @@ def history_csv_text(history: Sequence[dict[str, Any]]) -> str:
     return buffer.getvalue()
 
 
-def read_history_csv(path: str | Path) -> list[dict[str, float | int | None]]:
-    """Rows of a history.csv as {record key: value}, the inverse of `history_csv_text` (for tests and notebooks)."""
-    rows = []
-    with open(path, newline="") as handle:
-        for row in csv.DictReader(handle):
-            record: dict[str, float | int | None] = {}
-            for column, key in COLUMNS:
-                text = row.get(column, "")
-                record[key] = None if text == "" else (int(text) if key == "epoch" else float(text))
-            rows.append(record)
-    return rows
-
-
 def plot_history(path: str | Path, history: Sequence[dict[str, Any]]) -> Path:
     """A PNG with two panels: training loss and val mIoU (percent) per epoch. Needs matplotlib.
 

@@ -20,9 +20,6 @@ from torch import nn
 from edgeseg.errors import ModelFileError
 from edgeseg.torch_files import load_torch_file
 
-FEATURE_STRIDES = (8, 16, 32)
-
-
 class FeatureInfo(NamedTuple):
     """One feature map a backbone offers: the module it comes from, its channel count and its stride."""
 
