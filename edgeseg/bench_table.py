@@ -20,7 +20,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from edgeseg.errors import BackendUnavailableError, ConfigError, EdgeSegError, ModelFileError
-from edgeseg.files import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, ONNX_SUFFIXES
+from edgeseg.files import CHECKPOINT_SUFFIXES, ENGINE_SUFFIXES, model_kind
 from edgeseg.metrics import format_score
 
 log = logging.getLogger(__name__)
@@ -88,19 +88,17 @@ class BenchRow:
 # ----- which files ----------------------------------------------------------------------------------------------------
 def model_format(path: Path) -> str:
     """'onnx' or 'engine' by the file's suffix; ConfigError for anything bench cannot run."""
-    suffix = path.suffix.lower()
-    if suffix in ONNX_SUFFIXES:
-        return "onnx"
-    if suffix in ENGINE_SUFFIXES:
-        return "engine"
-    if suffix in CHECKPOINT_SUFFIXES:
+    kind = model_kind(path)
+    if kind:
+        return kind
+    if path.suffix.lower() in CHECKPOINT_SUFFIXES:
         raise ConfigError(f"bench times exported models; {path} is a checkpoint: export it first with "
                           f"`edgeseg export {path} --out DIR`, then bench DIR/*.onnx")
     raise ConfigError(f"bench runs .onnx and {'/'.join(ENGINE_SUFFIXES)} files; {path} is neither")
 
 
 def _is_model_file(path: Path) -> bool:
-    return path.is_file() and path.suffix.lower() in (*ONNX_SUFFIXES, *ENGINE_SUFFIXES)
+    return path.is_file() and model_kind(path) is not None
 
 
 def resolve_models(arguments: Sequence[str]) -> list[Path]:
@@ -199,9 +197,7 @@ def bench_model(
     from edgeseg.runtime.segmenter import Segmenter
 
     if not path.exists():  # a pattern that matched no model file (resolve_models checked every literal name)
-        suffix = path.suffix.lower()
-        kind = "onnx" if suffix in ONNX_SUFFIXES else "engine" if suffix in ENGINE_SUFFIXES else "?"
-        return BenchRow(path=path, format=kind, size_mb=None, status=SKIPPED, reason=f"no model file matches {path}")
+        return BenchRow(path=path, format=model_kind(path) or "?", size_mb=None, status=SKIPPED, reason=f"no model file matches {path}")
     row = BenchRow(path=path, format=model_format(path), size_mb=path.stat().st_size / 1e6)
     try:
         with Segmenter(path, backend=backend, model_facts=model_facts) as segmenter:  # facts: edgeseg.model_facts

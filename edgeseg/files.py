@@ -27,6 +27,14 @@ ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 CHECKPOINT_SUFFIXES = (".pt", ".pth")
 
 
+def model_kind(path: str | os.PathLike[str]) -> str | None:
+    """'onnx' or 'engine' by the file's suffix, whatever its case (MODEL.ONNX, model.Engine); None for anything else.
+
+    The one rule every command uses to tell a model file, so none accepts a name another then refuses."""
+    suffix = Path(path).suffix.lower()
+    return "onnx" if suffix in ONNX_SUFFIXES else "engine" if suffix in ENGINE_SUFFIXES else None
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from edgeseg.errors import OutputPathError
-from edgeseg.files import ENGINE_SUFFIXES, sha256_file, write_file
+from edgeseg.files import model_kind, sha256_file, write_file
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +140,7 @@ class ExportRecord:
 
     def _remove_runtime_cache(self, engine: Path) -> None:
         """A removed engine's TensorRT-RTX runtime cache (written next to it by `edgeseg run`) goes with it."""
-        if engine.suffix not in ENGINE_SUFFIXES:
+        if model_kind(engine) != "engine":
             return
         from edgeseg.export.engine import RUNTIME_CACHE_SUFFIX
 

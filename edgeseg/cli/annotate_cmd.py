@@ -14,7 +14,7 @@ from pathlib import Path
 
 from edgeseg.cli.model_fact_options import add_model_fact_options, model_facts_from_args
 from edgeseg.errors import ConfigError, OutputPathError
-from edgeseg.files import ENGINE_SUFFIXES, ONNX_SUFFIXES
+from edgeseg.files import ENGINE_SUFFIXES, model_kind
 
 _EPILOG = """\
 examples:
@@ -48,9 +48,9 @@ def run(args: argparse.Namespace) -> int:
 
     model = Path(args.model)
     facts = model_facts_from_args(args)
-    if model.suffix in ONNX_SUFFIXES:
+    if model_kind(model) == "onnx":
         written, meta = annotate_onnx(model, _onnx_target(model, args), facts)
-    elif model.suffix in ENGINE_SUFFIXES:
+    elif model_kind(model) == "engine":
         if args.out or args.in_place:
             raise ConfigError(f"an engine's metadata goes into its sidecar {model.name}.json next to it; --out and "
                               "--in-place are for .onnx files")
@@ -73,7 +73,7 @@ def _onnx_target(model: Path, args: argparse.Namespace) -> Path:
     if not args.out:
         raise ConfigError(f"say where to write the annotated model: --out NEW.onnx, or --in-place to replace {model}")
     out = Path(args.out)
-    if out.suffix not in ONNX_SUFFIXES:
+    if model_kind(out) != "onnx":
         raise ConfigError(f"--out {out} must end in .onnx")
     if out.exists() and model.exists() and os.path.samefile(out, model):
         raise OutputPathError(f"--out {out} is the input model; pass --in-place to replace it")

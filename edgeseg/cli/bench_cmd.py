@@ -130,10 +130,11 @@ def _outputs(args: argparse.Namespace) -> dict[str, Path]:
 
 def _check_outputs_are_not_inputs(args: argparse.Namespace, models: list[Path]) -> None:
     from edgeseg.errors import OutputPathError
+    from edgeseg.files import model_kind
     from edgeseg.sidecar import sidecar_path
 
     inputs = {path.resolve(): str(path) for path in models}
-    inputs.update({sidecar_path(p).resolve(): str(sidecar_path(p)) for p in models if p.suffix != ".onnx"})
+    inputs.update({sidecar_path(p).resolve(): str(sidecar_path(p)) for p in models if model_kind(p) != "onnx"})
     inputs.update({Path(v).resolve(): v for v in (args.source, args.compare, args.video) if v})
     for name, path in _outputs(args).items():
         if path.resolve() in inputs:
@@ -251,13 +252,14 @@ def _compare(args: argparse.Namespace, model: Path, *, draw: bool = True) -> dic
     import tempfile
 
     from edgeseg.bench_compare import compare_chart, ort_default_infer, run_edgeseg, run_naive, torch_infer
+    from edgeseg.files import model_kind
 
     work = Path(tempfile.mkdtemp(prefix="edgeseg-compare-"))
     contenders = {}
     try:  # the contenders' videos are scratch: removed whatever happens
         infer, meta = torch_infer(args.compare)
         contenders["naive_torch_fp32"] = run_naive(infer, meta, args.video, work / "naive_torch.mp4")
-        if model.suffix == ".onnx":
+        if model_kind(model) == "onnx":
             infer, meta = ort_default_infer(model)
             contenders["naive_ort"] = run_naive(infer, meta, args.video, work / "naive_ort.mp4")
         contenders["edgeseg"] = run_edgeseg(model, args.video, work / "edgeseg.mp4")

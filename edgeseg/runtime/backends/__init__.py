@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.files import model_kind
 from edgeseg.runtime.backends.base import Backend, TensorSpec
 from edgeseg.runtime.backends.model_file import check_model_file
 
@@ -15,7 +16,6 @@ BACKENDS = ("auto", "onnxruntime", "onnxruntime-cuda", "onnxruntime-trt", "tenso
 
 # ONNX Runtime backend name -> the `provider` OnnxRuntimeBackend takes.
 _ORT_PROVIDERS = {"onnxruntime": "cpu", "onnxruntime-cuda": "cuda", "onnxruntime-trt": "tensorrt"}
-_ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
 
 
 def open_backend(path: str | Path, backend: str = "auto", **options) -> Backend:
@@ -29,22 +29,23 @@ def open_backend(path: str | Path, backend: str = "auto", **options) -> Backend:
         raise ConfigError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
     if path.is_dir():
         check_model_file(path)  # says it is a folder and names the models inside it
+    kind = model_kind(path)
     if backend == "auto":
-        if path.suffix == ".onnx":
+        if kind == "onnx":
             from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
             return OnnxRuntimeBackend(path, provider="auto", **options)
-        if path.suffix in _ENGINE_SUFFIXES:
+        if kind == "engine":
             backend = "tensorrt"
         else:
             raise ModelFileError(f"don't know how to run {path}: expected a .onnx or .engine file")
     if backend in _ORT_PROVIDERS:
-        if path.suffix in _ENGINE_SUFFIXES:
+        if kind == "engine":
             raise ConfigError(f"backend {backend!r} runs .onnx files; {path.name} is a TensorRT engine (--backend tensorrt)")
         from edgeseg.runtime.backends.onnxruntime import OnnxRuntimeBackend
 
         return OnnxRuntimeBackend(path, provider=_ORT_PROVIDERS[backend], **options)
-    if path.suffix == ".onnx":
+    if kind == "onnx":
         raise ConfigError(
             f"backend 'tensorrt' runs engines; build one from {path.name} with `edgeseg export --engine`, "
             "or run the .onnx with --backend onnxruntime-trt (ONNX Runtime's TensorRT execution provider)"
