@@ -36,19 +36,46 @@ def test_plan_reads_what_the_graph_already_does():
         ProcessingPlan.from_meta(_meta(), np.uint8)  # a uint8 input on a float_nchw_rgb graph
 
 
-def test_preprocess_float_graph_is_the_runtime_kernel_per_frame():
-    meta = _meta()
-    plan = ProcessingPlan.from_meta(meta)
-    frames = [_frame(30, 41, 0), _frame(9, 7, 1)]
+def _bilinear_f64(image: np.ndarray, out_hw: tuple[int, int]) -> np.ndarray:
+    """Half-pixel-centre bilinear resize in float64 (the rule cv2.INTER_LINEAR follows), written out in numpy:
+    source coordinate (dst + 0.5) * in / out - 0.5, clamped to the image."""
+    def taps(out_n: int, in_n: int):
+        pos = np.clip((np.arange(out_n) + 0.5) * in_n / out_n - 0.5, 0, in_n - 1)
+        low = np.floor(pos).astype(int)
+        return low, np.minimum(low + 1, in_n - 1), pos - low
+
+    image = image.astype(np.float64)
+    (y0, y1, wy), (x0, x1, wx) = taps(out_hw[0], image.shape[0]), taps(out_hw[1], image.shape[1])
+    rows = image[y0] * (1 - wy)[:, None, None] + image[y1] * wy[:, None, None]
+    return rows[:, x0] * (1 - wx)[None, :, None] + rows[:, x1] * wx[None, :, None]
+
+
+MEAN, STD = (0.1, 0.5, 0.9), (0.2, 0.3, 0.4)  # distinct per channel, so an RGB/BGR mix-up shows
+
+
+@pytest.mark.parametrize("frame_hw", [(24, 32), (30, 41), (9, 7)])
+def test_preprocess_float_graph_is_resized_rgb_normalised_nchw(frame_hw):
+    """Against float64 numpy: bilinear resize to the model size, BGR -> RGB, (x / 255 - mean) / std, NCHW. The
+    runtime resizes in uint8 fixed point (within 1 LSB of the exact value, 0.5 LSB of rounding on top), so the
+    tolerance is 1.5 / 255 / min(std); a swapped channel, a missing mean or std, or NHWC is off by far more."""
+    plan = ProcessingPlan.from_meta(_meta(mean=MEAN, std=STD))
+    frames = [_frame(*frame_hw, seed=0), _frame(30, 41, seed=1)]
     batch = plan.preprocess(frames)
-    for index, frame in enumerate(frames):
-        np.testing.assert_array_equal(batch[index : index + 1], ops.preprocess(frame, (12, 16), meta.mean, meta.std))
+    assert batch.shape == (2, 3, 12, 16) and batch.dtype == np.float32
+    for got, frame in zip(batch, frames):
+        rgb = _bilinear_f64(frame, (12, 16))[..., ::-1]
+        want = ((rgb / 255.0 - np.array(MEAN)) / np.array(STD)).transpose(2, 0, 1)
+        np.testing.assert_allclose(got, want, rtol=0, atol=1.5 / 255 / min(STD))
 
 
-def test_preprocess_uint8_graph_is_opencv_resize_only():
+def test_preprocess_uint8_graph_is_a_bgr_nhwc_resize_only():
+    """The graph normalises: the batch is the frame resized (float64 numpy reference, rounded), still BGR uint8."""
     plan = ProcessingPlan.from_meta(_meta(input_format="uint8_nhwc_bgr"))
     frame = _frame()
-    np.testing.assert_array_equal(plan.preprocess([frame])[0], cv2.resize(frame, (16, 12), interpolation=cv2.INTER_LINEAR))
+    batch = plan.preprocess([frame])
+    assert batch.shape == (1, 12, 16, 3) and batch.dtype == np.uint8
+    difference = np.abs(batch[0].astype(np.int16) - np.rint(_bilinear_f64(frame, (12, 16))))
+    assert difference.max() <= 1  # cv2's fixed point is within 1 of the exact value
 
 
 def test_preprocess_refuses_a_bad_frame():
