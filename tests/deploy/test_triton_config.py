@@ -3,6 +3,9 @@ from tritonclient, parsed by google.protobuf.text_format): no field is checked b
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from edgeseg.cli import main
@@ -44,21 +47,51 @@ def test_repository_layout(triton_export):
         assert (repo / name / "labels.txt").read_text().splitlines() == list(CLASSES)
 
 
-@pytest.mark.parametrize("name, kind, count", [("tiny_onnx", "KIND_GPU", 2), ("tiny_python", "KIND_CPU", 1)])
-def test_config_contract_batching_and_instances(configs, name, kind, count):
+def _readme_queue_delay_us() -> int:
+    """The queue delay the README promises ("... preferred sizes, 2 ms queue delay ..."), in microseconds."""
+    readme = " ".join((Path(__file__).resolve().parents[2] / "README.md").read_text().split())
+    (milliseconds,) = re.findall(r"(\d+(?:\.\d+)?) ms queue delay", readme)
+    return round(float(milliseconds) * 1000)
+
+
+@pytest.mark.parametrize("name, kind", [("tiny_onnx", "KIND_GPU"), ("tiny_python", "KIND_CPU")])
+def test_config_contract_batching_and_instances(configs, name, kind):
     config = configs[name]
     assert config.name == name
-    assert config.max_batch_size == MAX_BATCH  # the top of the graph's dynamic batch profile
+    assert config.max_batch_size == MAX_BATCH  # the top of the graph's dynamic batch profile (exported with it)
     (frames,), (classmap,) = config.input, config.output
     assert (frames.name, dtype_name(frames.data_type), list(frames.dims)) == ("frames", "TYPE_UINT8", [*SIZE, 3])
     assert config_pb2.ModelInput.Format.Name(frames.format) == "FORMAT_NHWC"
     assert (classmap.name, dtype_name(classmap.data_type), list(classmap.dims)) == ("classmap", "TYPE_UINT8",
                                                                                       list(SIZE))
     assert classmap.label_filename == "labels.txt"
-    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]
-    assert config.dynamic_batching.max_queue_delay_microseconds == 2000
+    assert list(config.dynamic_batching.preferred_batch_size) == [2, 4]  # powers of two up to MAX_BATCH = 4
+    assert config.dynamic_batching.max_queue_delay_microseconds == _readme_queue_delay_us()
     (group,) = config.instance_group
-    assert (config_pb2.ModelInstanceGroup.Kind.Name(group.kind), group.count) == (kind, count)
+    assert config_pb2.ModelInstanceGroup.Kind.Name(group.kind) == kind and group.count >= 1
+
+
+@pytest.mark.parametrize("max_batch, preferred", [(2, [2]), (3, [2, 3]), (8, [2, 4, 8]), (12, [2, 4, 8, 12]),
+                                                   (100, [2, 4, 8, 16, 32, 64, 100])])
+def test_preferred_batch_sizes_are_powers_of_two_and_the_max(max_batch, preferred):
+    from edgeseg.export.triton import Scheduling, model_config
+
+    meta = make_meta("m", CLASSES, SIZE, input_format="uint8_nhwc_bgr", output_format="classmap")
+    config = parse(model_config("m_onnx", "onnxruntime", meta, Scheduling(max_batch)))
+    assert list(config.dynamic_batching.preferred_batch_size) == preferred
+
+
+def test_scheduling_choices_reach_every_config():
+    """Values no default has, so a knob that is dropped or sent to the wrong model shows."""
+    from edgeseg.export.triton import Scheduling, model_config
+
+    meta = make_meta("m", CLASSES, SIZE, input_format="uint8_nhwc_bgr", output_format="classmap")
+    scheduling = Scheduling(6, queue_delay_us=1234, gpu_instances=3, cpu_instances=5)
+    for backend, kind, count in [("onnxruntime", "KIND_GPU", 3), ("tensorrt", "KIND_GPU", 3), ("python", "KIND_CPU", 5)]:
+        config = parse(model_config(f"m_{backend}", backend, meta, scheduling))
+        assert config.max_batch_size == 6 and config.dynamic_batching.max_queue_delay_microseconds == 1234
+        (group,) = config.instance_group
+        assert (config_pb2.ModelInstanceGroup.Kind.Name(group.kind), group.count) == (kind, count)
 
 
 def test_backends_and_accelerator(configs):
@@ -68,7 +101,9 @@ def test_backends_and_accelerator(configs):
     (accelerator,) = onnx.optimization.execution_accelerators.gpu_execution_accelerator
     assert accelerator.name == "tensorrt"
     assert accelerator.parameters["precision_mode"] == "FP32"  # the graph's own precision, not a silent FP16
-    assert int(accelerator.parameters["max_workspace_size_bytes"]) == 1 << 30
+    # Triton's onnxruntime backend parses it as an integer byte count
+    assert accelerator.parameters["max_workspace_size_bytes"].isdigit()
+    assert int(accelerator.parameters["max_workspace_size_bytes"]) > 0
 
 
 def test_metadata_travels_in_the_config(configs, triton_export):

@@ -42,17 +42,26 @@ def test_views_lay_out_the_plan_outputs():
 
 
 def test_legend_draws_each_class_swatch_in_its_colour():
-    frame, rendered = _rendered(200, 300)
-    view = View("overlay", legend=True, classes=("dark", "blue", "green", "red"), palette_bgr=PALETTE)
-    image = view.compose(frame, rendered)
-    (_, text_h), baseline = cv2.getTextSize("Ag", cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)
-    row = text_h + baseline + 6
-    widest = max(cv2.getTextSize(n, cv2.FONT_HERSHEY_SIMPLEX, 0.45, 1)[0][0] for n in view.classes)
-    x0 = 300 - (row + widest + 12) - 8
-    for index, colour in enumerate(PALETTE):  # the middle of each swatch has the class colour
-        y = 8 + index * row + row // 2
-        np.testing.assert_array_equal(image[y, x0 + row // 2], colour)
-    assert (image[:, : x0 - 1] == rendered["overlay"][:, : x0 - 1]).all()  # nothing drawn left of the legend
+    """Seen from outside: on a plain grey overlay, each class colour appears once as a filled square, in class
+    order from top to bottom, at the top right; everything drawn lies in one box there."""
+    palette = np.array([[10, 200, 30], [255, 0, 0], [0, 255, 0], [0, 0, 255]], np.uint8)  # none is grey or text
+    frame = np.zeros((200, 300, 3), np.uint8)
+    grey = np.full((200, 300, 3), 128, np.uint8)
+    view = View("overlay", legend=True, classes=("dark", "blue", "green", "red"), palette_bgr=palette)
+    image = view.compose(frame, {"overlay": grey, "color": grey})
+    centres = []
+    for colour in palette:
+        ys, xs = np.nonzero((image == colour).all(axis=2))
+        assert ys.size, f"no swatch of colour {colour}"
+        height, width = ys.max() - ys.min() + 1, xs.max() - xs.min() + 1
+        assert height == width >= 5 and ys.size == height * width  # one filled square
+        centres.append(((ys.min() + ys.max()) / 2, (xs.min() + xs.max()) / 2))
+    rows, columns = zip(*centres)
+    assert list(rows) == sorted(rows) and len(set(rows)) == 4  # one row per class, in class order
+    assert len(set(columns)) == 1 and columns[0] > 150 and rows[0] < 50  # one column, at the top right
+    drawn_ys, drawn_xs = np.nonzero((image != grey).any(axis=2))
+    assert drawn_xs.min() > 150 and drawn_ys.max() < 100  # the legend box is all that changed
+    assert 300 - drawn_xs.max() <= 16  # near the right edge
 
 
 def test_fps_text_is_drawn_only_when_asked_and_known():
