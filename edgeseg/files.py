@@ -10,6 +10,7 @@ Every file EdgeSeg produces (ONNX models, engines, sidecars, reports, stats, mas
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import tempfile
@@ -35,6 +36,15 @@ def model_kind(path: str | os.PathLike[str]) -> str | None:
     return "onnx" if suffix in ONNX_SUFFIXES else "engine" if suffix in ENGINE_SUFFIXES else None
 
 
+def os_error_reason(exc: OSError) -> str:
+    """What went wrong, in the words a user acts on: a full disk and a file-size limit are named as such."""
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"disk full ({exc.strerror})"
+    if exc.errno == errno.EFBIG:
+        return f"file too large ({exc.strerror}: the file system or `ulimit -f` limits its size)"
+    return exc.strerror or str(exc)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
@@ -57,20 +67,20 @@ def write_with(path: str | os.PathLike[str], writer: Callable, *, suffix: str = 
             with open(path, "wb") as handle:
                 writer(handle)
         except OSError as exc:
-            raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from exc
+            raise OutputPathError(f"cannot write {path}: {os_error_reason(exc)}") from exc
         return path
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
     except OSError as exc:
-        raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise OutputPathError(f"cannot write {path}: {os_error_reason(exc)}") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             writer(handle)
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
-        raise OutputPathError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise OutputPathError(f"cannot write {path}: {os_error_reason(exc)}") from exc
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)

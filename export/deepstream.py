@@ -24,7 +24,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -309,19 +309,21 @@ def deepstream_outputs(ds_dir: str | Path) -> list[Path]:
     return [Path(ds_dir) / name for name in (CONFIG_NAME, LABELS_NAME, PIPELINE_SH, PIPELINE_PY)]
 
 
-def write_deepstream(ds_onnx: str | Path, ds_dir: str | Path, *, engine: str | Path | None = None) -> dict[str, Path]:
+def write_deepstream(ds_onnx: str | Path, ds_dir: str | Path, *, engine: str | Path | None = None,
+                     final: Callable[[Path], Path] = lambda path: path) -> dict[str, Path]:
     """Write the nvinfer config, labels file and sample pipeline (shell and Python) for `ds_onnx` into `ds_dir`.
 
     `engine`: an engine built from `ds_onnx` for nvinfer to load; without one, `model-engine-file` names the engine
-    nvinfer builds on its first run. Returns {'config', 'labels', 'pipeline_sh', 'pipeline_py'}: their paths."""
+    nvinfer builds on its first run. `final` maps a path being written (in an export's staging folder) to where it
+    will be, so the config's relative paths are right once the export is swapped in. Returns {'config', 'labels', 'pipeline_sh', 'pipeline_py'}: their paths."""
     ds_onnx, ds_dir = Path(ds_onnx), check_deepstream_dir(ds_dir)
     model = load_onnx(ds_onnx)
     meta, output = get_meta(model, where=str(ds_onnx)), model.graph.output[0].name
     batch = max_batch_of(meta)
     engine_path = Path(engine) if engine is not None else ds_onnx.with_name(
         nvinfer_engine_name(ds_onnx.name, batch, meta.precision))
-    properties = nvinfer_properties(meta, onnx_file=_relative(ds_onnx, ds_dir),
-                                    engine_file=_relative(engine_path, ds_dir), output_name=output)
+    properties = nvinfer_properties(meta, onnx_file=_relative(final(ds_onnx), final(ds_dir)),
+                                    engine_file=_relative(final(engine_path), final(ds_dir)), output_name=output)
     height, width = meta.input_size
     names = dict(model=meta.model_name, classes=meta.num_classes, batch=batch, config=CONFIG_NAME, width=width,
                  height=height, mux_w=MUX_SIZE[0], mux_h=MUX_SIZE[1])

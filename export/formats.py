@@ -12,6 +12,7 @@ This module imports no heavy dependency: the steps import their modules when the
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -222,6 +223,14 @@ class ExportRequest:
 
     def step_options(self, fmt: Format) -> dict[str, Any]:
         return {name: self.options[name] for name in fmt.option_names()}
+
+    def with_paths(self, **where: Callable[[Path], Path]) -> "ExportRequest":
+        """A copy whose path options (by name) are mapped, e.g. into an export's staging folder."""
+        options = dict(self.options)
+        for name, mapping in where.items():
+            if options.get(name) is not None:
+                options[name] = mapping(Path(options[name]))
+        return dataclasses.replace(self, options=options)
 
 
 # Rules between options, each (test, message); checked after every option is valid on its own.

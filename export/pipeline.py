@@ -12,14 +12,14 @@ the next export into DIR removes the ones it does not write again (edgeseg.expor
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from edgeseg.config import ModelMeta
-from edgeseg.errors import DataError, OutputPathError
+from edgeseg.errors import DataError
 from edgeseg.export.formats import DEFAULT_PRECISIONS, FORMATS, ExportRequest, check_request
-from edgeseg.export.manifest import MANIFEST_NAME, ExportRecord, read_manifest
+from edgeseg.export.manifest import MANIFEST_NAME, read_manifest
+from edgeseg.export.staging import StagedExport
 from edgeseg.export.onnx_io import load_onnx, get_meta, save_onnx
 
 log = logging.getLogger(__name__)
@@ -43,47 +43,61 @@ def export_model(
     """
     request = check_request(list(precisions), **options)
     out_dir = Path(out_dir)
-    outputs = _output_paths(out_dir, request)
-    _check_out_dir(out_dir, outputs)
+    _check_outputs(ckpt, out_dir, request)
     _check_sources(request)
-    _check_outputs_clear_of_inputs(ckpt, out_dir, request)
+    stage = StagedExport(out_dir, inputs=_input_paths(ckpt, request), checkpoint=str(ckpt),
+                         precisions=[f.precision for f in request.formats])
+    stage.check()
     from edgeseg.training.checkpoint import load_model
 
-    model, meta = load_model(ckpt)
-    dataset = _report_dataset(request, meta)
-    # Nothing is written before this point, so a refused request leaves no --out folder behind.
-    with ExportRecord(out_dir, outputs, inputs=_input_paths(ckpt, request), checkpoint=str(ckpt),
-                      precisions=[f.precision for f in request.formats]):
-        fp32 = _export_fp32(model, meta, out_dir, request)
-        onnx_paths = _make_formats(fp32, out_dir, request, progress)
-        deepstream = _write_deepstream(onnx_paths, out_dir, request)  # from the float graphs, before graph edits
-        _apply_graph_edits(onnx_paths, request)
-        engines = _build_engines(onnx_paths, out_dir, request)
-        report = _accuracy_report(onnx_paths, engines, out_dir, request, dataset, progress)
-        triton = _write_triton(onnx_paths, engines, request)
+    # Built in a staging folder beside --out and swapped in at the end (edgeseg.export.staging): --out holds the
+    # previous export or this one, never a mix, and a refused or failed export leaves no folder behind.
+    with stage:
+        model, meta = load_model(ckpt)
+        dataset = _report_dataset(request, meta)
+        staged = request.with_paths(deepstream=stage.staged, triton=stage.staged)
+        fp32 = _export_fp32(model, meta, stage.path, staged)
+        onnx_paths = _make_formats(fp32, stage.path, staged, progress)
+        deepstream = _write_deepstream(onnx_paths, stage.path, staged, final=stage.final)  # float graphs, pre-edit
+        _apply_graph_edits(onnx_paths, staged)
+        engines = _build_engines(onnx_paths, stage.path, staged)
+        report = _accuracy_report(onnx_paths, engines, stage.path, staged, dataset, progress)
+        triton = _write_triton(onnx_paths, engines, staged)
+        parity = get_meta(load_onnx(fp32)).parity
     _warn_unrecorded_outputs(out_dir)
-    return {"onnx": {p: str(v) for p, v in onnx_paths.items()},
-            "engines": {p: str(v) for p, v in engines.items()},
-            "parity": get_meta(load_onnx(fp32)).parity, "report": report,
-            "deepstream": {name: str(path) for name, path in deepstream.items()},
-            "triton": {backend: str(path) for backend, path in triton.items()}}
+
+    def final(paths: Mapping[str, Path]) -> dict[str, str]:
+        return {key: str(stage.final(path)) for key, path in paths.items()}
+
+    return {"onnx": final(onnx_paths), "engines": final(engines), "parity": parity, "report": report,
+            "deepstream": final(deepstream), "triton": final(triton)}
 
 
 # ----- checks before any slow work --------------------------------------------------------------------------------
-def _check_out_dir(out_dir: Path, outputs: Sequence[Path]) -> None:
-    """--out must be a folder that exists or can be made, and no output name may be taken by a folder: write_file
-    would otherwise fail only after the slow steps."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise OutputPathError(f"--out {out_dir} is a file, not a folder: give a folder for the exported models")
-    existing = next(p for p in (out_dir, *out_dir.parents) if p.exists())  # '.' or '/' at the latest
-    if not existing.is_dir():
-        raise OutputPathError(f"--out {out_dir} cannot be created: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == out_dir else f" (the folder {existing} it would be created in)"
-        raise OutputPathError(f"--out {out_dir} is not writable{where}")
-    for path in [*outputs, out_dir / MANIFEST_NAME]:
-        if path.is_dir():
-            raise OutputPathError(f"output {path} is a folder; move it away or choose another --out folder")
+def _check_outputs(ckpt: str | Path, out_dir: Path, request: ExportRequest) -> None:
+    """The output guard on --out (with the files it will hold), --deepstream and --triton: writable, no folder
+    where a file goes, and none of them over an input (the checkpoint, --calib, the --report-data dataset)."""
+    from edgeseg.files import IMAGE_SUFFIXES
+    from edgeseg.output_guard import Input, Output, check_outputs, dataset_input
+
+    from edgeseg.export.deepstream import deepstream_outputs
+
+    deepstream, triton = request.options["deepstream"], request.options["triton"]
+    ds_files = deepstream_outputs(deepstream) if deepstream is not None else []
+    names = [p.name for p in _output_paths(out_dir, request) if p.parent == out_dir and p not in ds_files]
+    if request.options["engine"]:  # a rebuilt engine's runtime cache is dropped (edgeseg.export.manifest)
+        names += [fmt.engine_name + ".cache" for fmt in request.formats]
+    same = deepstream is not None and Path(deepstream).resolve() == out_dir.resolve()
+    names += [p.name for p in ds_files] if same else []  # --deepstream may be --out itself
+    outputs = [Output("--out", out_dir, folder=True, files=tuple(dict.fromkeys(names + [MANIFEST_NAME])))]
+    if deepstream is not None and not same:
+        outputs.append(Output("--deepstream", deepstream, folder=True, files=tuple(p.name for p in ds_files)))
+    if triton is not None:
+        outputs.append(Output("--triton", triton, folder=True))
+    inputs = [Input("the checkpoint", ckpt)] + dataset_input(request.options["report_data"], "--report-data")
+    if isinstance(request.options.get("calib"), (str, Path)):
+        inputs.append(Input("--calib", request.options["calib"], suffixes=IMAGE_SUFFIXES))
+    check_outputs(outputs, inputs)
 
 
 def _check_sources(request: ExportRequest) -> None:
@@ -99,10 +113,6 @@ def _check_sources(request: ExportRequest) -> None:
         from edgeseg.runtime.trt_flavours import import_trt
 
         import_trt(request.options["flavour"])
-    if request.options["deepstream"] is not None:
-        from edgeseg.export.deepstream import check_deepstream_dir
-
-        check_deepstream_dir(request.options["deepstream"])
 
 
 def _output_paths(out_dir: Path, request: ExportRequest) -> list[Path]:
@@ -129,17 +139,6 @@ def _input_paths(ckpt: str | Path, request: ExportRequest) -> list[Path]:
     inputs += [Path(request.options[name]) for name in ("calib", "report_data")
                if isinstance(request.options.get(name), (str, Path))]
     return inputs
-
-
-def _check_outputs_clear_of_inputs(ckpt: str | Path, out_dir: Path, request: ExportRequest) -> None:
-    """No output may replace an input (the checkpoint, a calibration image or video)."""
-    inputs = [p.resolve() for p in _input_paths(ckpt, request) if p.exists()]
-    replaced = _output_paths(out_dir, request)
-    if request.options["engine"]:  # a rebuilt engine's runtime cache is removed (export/engine.py)
-        replaced += [out_dir / (fmt.engine_name + ".cache") for fmt in request.formats]
-    for path in replaced:
-        if path.exists() and any(path.resolve() == p for p in inputs):
-            raise OutputPathError(f"export output {path} is one of its inputs; choose another --out folder")
 
 
 def _warn_unrecorded_outputs(out_dir: Path) -> None:
@@ -184,9 +183,11 @@ def _make_formats(fp32: Path, out_dir: Path, request: ExportRequest, progress: b
     return paths
 
 
-def _write_deepstream(paths: Mapping[str, Path], out_dir: Path, request: ExportRequest) -> dict[str, Path]:
+def _write_deepstream(paths: Mapping[str, Path], out_dir: Path, request: ExportRequest,
+                      final: Callable[[Path], Path] = lambda path: path) -> dict[str, Path]:
     """--deepstream: model_deepstream.onnx (std folded; FP16 when fp16 was asked for), its engine with --engine and
-    TensorRT, and the nvinfer config, labels and sample pipeline in the --deepstream folder."""
+    TensorRT, and the nvinfer config, labels and sample pipeline in the --deepstream folder. `final` maps a staged
+    path to where it will be, for the config's relative paths."""
     if request.options["deepstream"] is None:
         return {}
     from edgeseg.export.deepstream import DEEPSTREAM_ENGINE, DEEPSTREAM_ONNX, deepstream_onnx, write_deepstream
@@ -204,7 +205,7 @@ def _write_deepstream(paths: Mapping[str, Path], out_dir: Path, request: ExportR
         else:  # nvinfer runs TensorRT, which cannot load a TensorRT-RTX engine
             log.warning("DeepStream's nvinfer cannot load TensorRT-RTX engines: it builds its own from %s on its "
                         "first run", DEEPSTREAM_ONNX)
-    written = write_deepstream(onnx_path, request.options["deepstream"], engine=engine)
+    written = write_deepstream(onnx_path, request.options["deepstream"], engine=engine, final=final)
     return {"onnx": onnx_path, **({"engine": engine} if engine is not None else {}), **written}
 
 

@@ -201,7 +201,7 @@ def test_out_that_is_a_file_is_refused_before_the_model_loads(case, tmp_path, ca
     err = capsys.readouterr().err
     assert "edgeseg eval: error: --out" in err and "is a file" in err and "Traceback" not in err
     assert main(["eval", str(missing_model), "--data", str(root / "data"), "--out", str(a_file / "sub")]) == 2
-    assert "cannot create --out" in capsys.readouterr().err
+    assert "cannot create this folder" in capsys.readouterr().err
     assert a_file.read_text() == "x"
 
 
@@ -209,12 +209,12 @@ def test_outputs_never_replace_the_model_or_the_pred_folder(case, tmp_path, caps
     root, model, _, _ = case
     before = model.read_bytes()
     assert main(["eval", str(model), "--data", str(root / "data"), "--json", str(model)]) == 2
-    assert "is the model file" in capsys.readouterr().err
+    assert f"--json {model} is the model {model}: writing it would destroy an input" in capsys.readouterr().err
     assert model.read_bytes() == before
     pred = tmp_path / "pred"
     pred.mkdir()
     assert main(["eval", "--pred", str(pred), "--data", str(root / "data"), "--out", str(pred)]) == 2
-    assert "is the --pred folder" in capsys.readouterr().err
+    assert f"--out {pred} is the --pred folder {pred}" in capsys.readouterr().err
     assert list(pred.iterdir()) == []
 
 
@@ -249,4 +249,4 @@ def test_json_under_a_file_is_refused_before_the_model_loads(case, tmp_path, cap
     a_file.write_text("x")
     assert main(["eval", str(tmp_path / "missing.onnx"), "--data", str(root / "data"),
                  "--json", str(a_file / "scores.json")]) == 2
-    assert "cannot create --json" in capsys.readouterr().err
+    assert "--json " + str(a_file / "scores.json") + ": cannot create this file" in capsys.readouterr().err

@@ -9,12 +9,12 @@ already carries, the graph's own facts, and the flags, checked against each othe
 from __future__ import annotations
 
 import argparse
-import os
 from pathlib import Path
 
 from edgeseg.cli.model_fact_options import add_model_fact_options, model_facts_from_args
 from edgeseg.errors import ConfigError, OutputPathError
 from edgeseg.files import ENGINE_SUFFIXES, model_kind
+from edgeseg.output_guard import Input, Output, check_outputs
 
 _EPILOG = """\
 examples:
@@ -54,6 +54,9 @@ def run(args: argparse.Namespace) -> int:
         if args.out or args.in_place:
             raise ConfigError(f"an engine's metadata goes into its sidecar {model.name}.json next to it; --out and "
                               "--in-place are for .onnx files")
+        from edgeseg.sidecar import sidecar_path
+
+        _check_outputs([Output("the sidecar", sidecar_path(model))], args)  # the engine itself stays an input
         written, sidecar = annotate_engine(model, facts, force=args.force)
         meta = sidecar.meta
     else:
@@ -69,17 +72,21 @@ def _onnx_target(model: Path, args: argparse.Namespace) -> Path:
     """Where the annotated ONNX goes: --out (never the input, never an existing file without --force) or the input's
     real path with --in-place (so a symlinked model is replaced atomically where it lives)."""
     if args.in_place:
+        check_outputs([Output("--in-place", model)])  # writable; replacing the input is what was asked
         return model
     if not args.out:
         raise ConfigError(f"say where to write the annotated model: --out NEW.onnx, or --in-place to replace {model}")
     out = Path(args.out)
     if model_kind(out) != "onnx":
         raise ConfigError(f"--out {out} must end in .onnx")
-    if out.exists() and model.exists() and os.path.samefile(out, model):
-        raise OutputPathError(f"--out {out} is the input model; pass --in-place to replace it")
+    _check_outputs([Output("--out", args.out)], args)
     if out.exists() and not args.force:
         raise OutputPathError(f"--out {out} already exists; pass --force to replace it")
-    from edgeseg.output_checks import check_output_file
-
-    check_output_file(out, "--out")
     return out
+
+
+def _check_outputs(outputs: list, args: argparse.Namespace) -> None:
+    """The output guard: never over the model (unless --in-place) or the --classes file. An engine's sidecar is
+    what annotate writes, so it is not an input here."""
+    inputs = [Input("the model", args.model)] + ([Input("--classes", args.classes)] if args.classes else [])
+    check_outputs(outputs, inputs)

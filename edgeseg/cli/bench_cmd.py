@@ -103,15 +103,14 @@ def _check(args: argparse.Namespace) -> list[Path]:
             if not Path(value).is_file():
                 raise ConfigError(f"{option} {value} is not a file")
     out = Path(args.json_out)
-    if out.is_dir():
-        raise OutputPathError(f"--json {out} is a folder; give a file name")
     if out.suffix.lower() == ".png":
         raise OutputPathError(f"--json {out} ends in .png, the chart's name next to it: give a .json file name")
+    check_outputs(args, [Path(m) for m in args.models])  # before the models are looked at; again once globs expand
     models = resolve_models(args.models)
     check_backend_fits(models, args.backend)
     if args.compare and len(models) != 1:
         raise ConfigError(f"--compare races one model against the naive loops; got {len(models)} models: give one")
-    _check_outputs_are_not_inputs(args, models)
+    check_outputs(args, models)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -122,26 +121,23 @@ def _check(args: argparse.Namespace) -> list[Path]:
 def _outputs(args: argparse.Namespace) -> dict[str, Path]:
     """What bench writes: the JSON, the table chart next to it and, with --compare, the race chart."""
     out = Path(args.json_out)
-    paths = {"--json": out, "chart": out.with_suffix(".png")}
+    paths = {"--json": out, "the chart": out.with_suffix(".png")}
     if args.compare:
-        paths["--compare chart"] = out.with_name(out.stem + "_compare.png")
+        paths["the --compare chart"] = out.with_name(out.stem + "_compare.png")
     return paths
 
 
-def _check_outputs_are_not_inputs(args: argparse.Namespace, models: list[Path]) -> None:
-    from edgeseg.errors import OutputPathError
-    from edgeseg.files import model_kind
-    from edgeseg.sidecar import sidecar_path
+def check_outputs(args: argparse.Namespace, models: list[Path]) -> None:
+    """The output guard: no output replaces a model (or its sidecar), a source, the dataset or another output."""
+    from edgeseg.output_guard import Input, Output, check_outputs as guard, dataset_input, model_inputs, source_inputs
 
-    inputs = {path.resolve(): str(path) for path in models}
-    inputs.update({sidecar_path(p).resolve(): str(sidecar_path(p)) for p in models if model_kind(p) != "onnx"})
-    inputs.update({Path(v).resolve(): v for v in (args.source, args.compare, args.video) if v})
-    for name, path in _outputs(args).items():
-        if path.resolve() in inputs:
-            raise OutputPathError(f"{name} {path} would overwrite the input {inputs[path.resolve()]}; "
-                                  "write it elsewhere")
-        if path.is_dir():
-            raise OutputPathError(f"{name} {path} is a folder")
+    outputs = [Output(flag, args.json_out if flag == "--json" else path)  # as typed: a trailing '/' names a folder
+               for flag, path in _outputs(args).items()]
+    inputs = [item for model in models for item in model_inputs(model)]
+    inputs += source_inputs([args.source, args.video]) + dataset_input(args.data)
+    inputs += [Input(flag, value) for flag, value in (("--compare", args.compare), ("--classes", args.classes))
+               if value is not None]
+    guard(outputs, inputs)
 
 
 def _dataset_for(args: argparse.Namespace):
@@ -167,7 +163,7 @@ def _chart_path(args: argparse.Namespace) -> Path | None:
     from edgeseg._optional import install_hint, is_available
 
     if is_available("matplotlib"):
-        return _outputs(args)["chart"]
+        return _outputs(args)["the chart"]
     logging.getLogger(__name__).warning("no chart: matplotlib is not installed (%s)", install_hint("matplotlib"))
     return None
 
@@ -176,6 +172,7 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.cli.triton_options import bench_on_triton, triton_target
 
     if triton_target(args.models[0], args) is not None:  # the model runs on a Triton server: one row, its stats
+        check_outputs(args, [])
         result = bench_on_triton(args, _frames(args.source, args.frames, tuple(args.frame_size)))
         from edgeseg.files import write_file
 
@@ -272,7 +269,7 @@ def _compare(args: argparse.Namespace, model: Path, *, draw: bool = True) -> dic
     from edgeseg.bench import device_info
 
     summary = {"model": meta.model_name, "video": args.video, "device": device_info(), "contenders": contenders}
-    chart = _outputs(args)["--compare chart"]
+    chart = _outputs(args)["the --compare chart"]
     if draw:
         compare_chart(summary, chart)
         print(f"wrote {chart}")

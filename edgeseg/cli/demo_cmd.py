@@ -65,6 +65,9 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.training.predictor import TorchPredictor
     from edgeseg.training.trainer import TrainConfig, train
 
+    from edgeseg.output_guard import Output, check_outputs, dataset_input, source_inputs
+
+    check_outputs([Output("--out", args.out, folder=True)], dataset_input(args.data) + source_inputs([args.video]))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     size = _image_size(args)
@@ -76,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
     config = TrainConfig(
         data=args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size, image_size=size,
         out=str(out / "train"), max_minutes=args.max_minutes, workers=args.workers, optimizer="adamw",
+        force=True,  # the demo's own folder: each run starts afresh
     )
     train(config)
     timings["train_s"] = time.perf_counter() - t0

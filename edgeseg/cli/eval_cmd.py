@@ -10,11 +10,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 from pathlib import Path
 from typing import Any
 
-from edgeseg.errors import ConfigError, OutputPathError
+from edgeseg.errors import ConfigError
 from edgeseg.files import write_file
 from edgeseg.metrics import SegmentationScores, format_score, row_normalised
 
@@ -67,45 +66,20 @@ def _predict_fn(model_path: Path, backend: str = "auto", model_facts: Any = None
     return segmenter.predict, segmenter.meta
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    return a.exists() and b.exists() and os.path.samefile(a, b)
-
-
-def _check_creatable(flag: str, folder: Path) -> None:
-    """OutputPathError unless `folder` is a writable folder or can be created (its nearest existing parent is)."""
-    existing = next(p for p in (folder, *folder.absolute().parents) if p.exists())
-    if not existing.is_dir():
-        raise OutputPathError(f"cannot create {flag} {folder}: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        where = "" if existing == folder else f" ({existing} is the nearest existing folder)"
-        raise OutputPathError(f"cannot write {flag} {folder}: permission denied{where}")
-
-
 def check_outputs(args: argparse.Namespace) -> None:
-    """OutputPathError before the model loads: --json must name a file, --out a folder that exists or can be
-    created, and no output may replace an input (the model file, the --pred masks)."""
-    outputs: list[tuple[str, Path]] = []
-    if args.json_out:
-        json_out = Path(args.json_out)
-        if json_out.is_dir():
-            raise OutputPathError(f"--json {json_out} is a folder; give a file name")
-        _check_creatable("--json", json_out.absolute().parent)
-        outputs.append(("--json", json_out))
+    """The output guard, before the model loads: --json names a file, --out a folder that exists or can be
+    created, and neither replaces an input (the model, the dataset's files, the --pred masks) or the other."""
+    from edgeseg.output_guard import Input, Output, check_outputs as guard, dataset_input, model_inputs
+
+    outputs = [Output("--json", args.json_out)] if args.json_out else []
     if args.out_dir:
-        out_dir = Path(args.out_dir)
-        if out_dir.exists() and not out_dir.is_dir():
-            raise OutputPathError(f"--out {out_dir} is a file; give a folder for {', '.join(OUT_FILES)}")
-        _check_creatable("--out", out_dir)
-        if args.pred and _same_file(out_dir, Path(args.pred)):
-            raise OutputPathError(f"--out {out_dir} is the --pred folder: its PNGs would be mixed with the "
-                                  "predictions; choose another folder")
-        for name in OUT_FILES:
-            if (out_dir / name).is_dir():
-                raise OutputPathError(f"--out {out_dir}: {out_dir / name} is a folder, so {name} cannot be written")
-            outputs.append(("--out", out_dir / name))
-    for flag, path in outputs:
-        if args.model and _same_file(path, Path(args.model)):
-            raise OutputPathError(f"{flag} {path} is the model file; writing it would destroy the model")
+        outputs.append(Output("--out", args.out_dir, folder=True, files=OUT_FILES))
+    inputs = model_inputs(args.model) + dataset_input(args.data)
+    if args.pred:
+        inputs.append(Input("the --pred folder", args.pred, whole=True))
+    if args.classes is not None:
+        inputs.append(Input("--classes", args.classes))
+    guard(outputs, inputs)
 
 
 def _finite_or_none(value: Any) -> Any:

@@ -92,15 +92,15 @@ def _open_segmenter(model: str, backend: str, model_facts: Any = None) -> Any:
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
-    """Output paths that cannot be written fail now, before the model loads and any frame is read."""
-    from edgeseg.output_checks import check_output_file, check_output_folder
+    """Output paths that cannot be written, or would replace an input or each other, fail now (the output guard),
+    before the model loads and any frame is read."""
+    from edgeseg.output_guard import Input, check_outputs, model_inputs, source_inputs
+    from edgeseg.pipeline.stream import stream_outputs
 
-    if args.masks:
-        check_output_folder(args.masks, "--masks")
-    if args.stats:
-        check_output_file(args.stats, "--stats")
-    if args.out:
-        check_output_file(args.out, "--out")
+    inputs = model_inputs(args.model) + source_inputs(args.source)
+    if args.classes is not None:
+        inputs.append(Input("--classes", args.classes))
+    check_outputs(stream_outputs(len(args.source), args.out, args.masks, args.stats), inputs)
 
 
 def run(args: argparse.Namespace) -> int:

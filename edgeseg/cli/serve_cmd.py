@@ -35,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
 
     if not args.startup_timeout > 0:
         raise ConfigError(f"--startup-timeout must be > 0 seconds, got {args.startup_timeout}")
+    if args.log is not None:  # the log never goes over, or into, the repository the server reads
+        from edgeseg.output_guard import Input, Output, check_outputs
+
+        check_outputs([Output("--log", args.log)], [Input("the model repository", args.repo, whole=True)])
     server = TritonServer(args.repo, host=args.host, http_port=args.http_port, grpc_port=args.grpc_port,
                           metrics_port=args.metrics_port, models=args.model, log_file=args.log)
     previous = signal.signal(signal.SIGTERM, signal.default_int_handler)  # SIGTERM stops it like Ctrl-C

@@ -56,6 +56,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="training and model input size in pixels, at least 16x16")
     parser.add_argument("--out", default="runs/train", help="folder for the checkpoints, metrics and history")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/last.pt")
+    parser.add_argument("--force", action="store_true",
+                        help="start afresh in an --out that holds another run's checkpoints, replacing them")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="optimizer (poly LR schedule)")
     parser.add_argument("--lr", type=float, default=None,
                         help="base learning rate, > 0; when not given 0.01 for SGD, 1e-3 for AdamW")

@@ -36,7 +36,8 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from edgeseg.errors import ConfigError, EdgeSegError, OutputPathError
+from edgeseg.errors import ConfigError, EdgeSegError
+from edgeseg.output_guard import Output, check_outputs, source_inputs
 from edgeseg.pipeline.sinks import (
     DEFAULT_FPS,
     DisplaySink,
@@ -205,7 +206,8 @@ class StreamPipeline:
             if masks_dir is not None
             else None
         )
-        _refuse_outputs_that_are_inputs(self.sources, self.out_paths or [], self.mask_dirs or [], stats_path)
+        check_outputs(stream_outputs(count, out, masks_dir, stats_path),
+                      source_inputs(p for p in (getattr(s, "path", None) for s in self.sources) if p is not None))
         self.display = _display_possible(display)
         self.stats = self._new_stats()
         self._stop = threading.Event()
@@ -587,27 +589,17 @@ def _check_options(mode: str, sources: Sequence[Any], alpha: float, max_frames: 
         raise ConfigError(f"segmenter.max_batch must be None or >= 1, got {max_batch}")
 
 
-def _refuse_outputs_that_are_inputs(sources: Sequence[Source], out_paths: Sequence[Path], mask_dirs: Sequence[Path],
-                                    stats_path: str | os.PathLike[str] | None) -> None:
-    """OutputPathError before anything is read or written when an output would overwrite a source: the MP4 or the
-    stats onto a source video or image, or mask PNGs into a source image folder (same names: the images are lost)."""
-    inputs: dict[Path, Source] = {}
-    for source in sources:
-        path = getattr(source, "path", None)
-        if path is not None:
-            inputs[Path(path).resolve()] = source
-    files = [(p, "--out") for p in out_paths] + ([(Path(stats_path), "--stats")] if stats_path is not None else [])
-    for path, flag in files:
-        hit = inputs.get(path.resolve())
-        if hit is not None:
-            raise OutputPathError(f"{flag} {path} is the source {hit.description!r}: writing it would destroy the "
-                                  "input while it is read; choose another output path")
-    for folder in mask_dirs:
-        resolved = folder.resolve()
-        for path, source in inputs.items():
-            if resolved == path or (path.is_file() and resolved == path.parent and path.suffix.lower() == ".png"):
-                raise OutputPathError(f"--masks {folder} is the source folder of {source.description!r}: the mask "
-                                      "PNGs would overwrite the input images; choose another folder")
+def stream_outputs(count: int, out: str | os.PathLike[str] | None, masks_dir: str | os.PathLike[str] | None,
+                   stats_path: str | os.PathLike[str] | None) -> list[Output]:
+    """What a run over `count` sources writes, for the output guard: each source's video (numbered when several),
+    each source's mask folder and the stats."""
+    outputs = [Output("--out", numbered_path(Path(out), i, count)) for i in range(count)] if out is not None else []
+    if masks_dir is not None:
+        outputs += ([Output("--masks", masks_dir, folder=True)] if count == 1 else
+                    [Output("--masks", Path(masks_dir) / str(i), folder=True) for i in range(count)])
+    if stats_path is not None:
+        outputs.append(Output("--stats", stats_path))
+    return outputs
 
 
 def _display_possible(asked: bool) -> bool:

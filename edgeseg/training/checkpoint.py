@@ -6,13 +6,14 @@ loading an untrusted file cannot run code.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Any
 
 from edgeseg._optional import require
 from edgeseg.config import ModelMeta
 from edgeseg.errors import ConfigError, ModelFileError
-from edgeseg.files import write_with
+from edgeseg.files import write_file
 from edgeseg.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint"
@@ -20,7 +21,7 @@ CHECKPOINT_VERSION = 1
 
 
 def save_checkpoint(path: str | Path, model: Any, meta: ModelMeta, **state: Any) -> Path:
-    """Write model weights, metadata and extra training state (epoch, optimizer, ...) atomically (write_with)."""
+    """Write model weights, metadata and extra training state (epoch, optimizer, ...) atomically (write_file)."""
     torch = require("torch", "saving a checkpoint")
     payload = {
         "format": CHECKPOINT_FORMAT,
@@ -29,9 +30,12 @@ def save_checkpoint(path: str | Path, model: Any, meta: ModelMeta, **state: Any)
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         **state,
     }
-    # write_with: through a temporary file renamed into place, so a crash never leaves half a best.pt/last.pt,
-    # and OutputPathError (not an OSError traceback) when the folder cannot be written
-    return write_with(path, lambda handle: torch.save(payload, handle))
+    # Serialised in memory first: torch.save's zip writer turns a failed write (a full disk) into a RuntimeError
+    # naming no cause. write_file then writes through a temporary file renamed into place, so a crash or a full disk
+    # never leaves half a best.pt/last.pt and the previous one stays; its OutputPathError says "disk full".
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_file(path, buffer.getbuffer())
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

@@ -84,6 +84,7 @@ class TrainConfig:
     workers: int = 2
     seed: int = 0
     resume: bool = False
+    force: bool = False  # replace another run's checkpoints in --out (without it, such an --out is refused)
     amp: bool = True  # used only on CUDA
     amp_dtype: str = "float16"  # CUDA autocast dtype: float16 (with a grad scaler) or bfloat16 (Ampere+, no scaler)
     eval_every: int = 1  # validate every N epochs (and the last); cheap epochs on a GPU would otherwise wait on it
@@ -282,30 +283,22 @@ def _grouping(config: TrainConfig) -> Grouping:
 
 
 def _check_out(config: TrainConfig) -> Path:
-    """--out as a folder that exists or can be made, checked without creating anything (see _make_out)."""
+    """--out as a folder that exists or can be made (the output guard, without creating anything; see _make_out),
+    outside the dataset, and not holding another run's checkpoints unless --resume continues it or --force
+    replaces it."""
+    from edgeseg.output_guard import Input, Output, check_outputs, dataset_input
+
     out = Path(config.out)
-    if out.exists() and not out.is_dir():
-        raise OutputPathError(f"--out {out} is a file, not a folder; training writes {', '.join(OUTPUT_FILES)} into "
-                              f"a folder: give a new or existing folder")
     if out.is_symlink() and not out.exists():
         raise OutputPathError(f"--out {out} is a symlink to {os.readlink(out)}, which does not exist")
-    existing = out
-    while not existing.exists():  # the nearest existing ancestor is where the folder would be created
-        existing = existing.parent
-    if not existing.is_dir():
-        raise OutputPathError(f"--out {out} cannot be created: {existing} is a file, not a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise OutputPathError(f"--out {out} is not writable: no permission to write in {existing}")
-    for name in OUTPUT_FILES:
-        if (out / name).is_dir():
-            raise OutputPathError(f"--out {out} holds a folder named {name}, where training writes a file")
-    data = Path(config.data).expanduser()
-    if config.data != "synthetic" and data.is_dir():
-        # inputs stay untouched: history.png in an images/ folder would become a training image next time
-        data, resolved = data.resolve(), out.resolve()
-        if resolved == data or data in resolved.parents:
-            raise OutputPathError(f"--out {out} is inside the --data folder {config.data}; write the run elsewhere "
-                                  f"so the dataset stays as it is")
+    inputs = dataset_input(config.data)
+    inputs += [Input(flag, value) for flag, value in (("--pretrained-backbone", config.pretrained_backbone),
+                                                      ("--group-file", config.group_file)) if value is not None]
+    check_outputs([Output("--out", config.out, folder=True, files=OUTPUT_FILES)], inputs)
+    previous = [name for name in ("best.pt", "last.pt") if (out / name).is_file()]
+    if previous and not (config.resume or config.force):
+        raise OutputPathError(f"--out {out} holds another run's {' and '.join(previous)}: pass --resume to continue "
+                              "that run, --force to replace it, or give a new --out folder")
     return out
 
 

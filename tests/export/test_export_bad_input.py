@@ -137,23 +137,21 @@ def test_a_failed_export_into_a_new_folder_leaves_nothing(tiny_ckpt, tmp_path, m
     assert not (tmp_path / "a").exists()
 
 
-def test_a_failed_export_into_a_used_folder_still_records_what_it_wrote(tiny_ckpt, tmp_path, monkeypatch):
+def test_a_failed_export_into_a_used_folder_leaves_the_previous_export_as_it_was(tiny_ckpt, tmp_path, monkeypatch):
     import edgeseg.export.pipeline as pipeline
 
     export_model(tiny_ckpt, tmp_path, precisions=("fp32",))
     (tmp_path / "notes.txt").write_text("mine")
+    before = {p.name: sha256(p) for p in tmp_path.iterdir()}
 
     def fail(*args, **kwargs):
         raise ExportError("report failed (injected)")
 
-    monkeypatch.setattr(pipeline, "_accuracy_report", fail)  # fails after model_fp16.onnx was written
+    monkeypatch.setattr(pipeline, "_accuracy_report", fail)  # fails after model_fp16.onnx was written (staged)
     with pytest.raises(ExportError, match="injected"):
         export_model(tiny_ckpt, tmp_path, precisions=("fp32", "fp16"))
-    assert (tmp_path / "model_fp16.onnx").is_file()
-    assert set(manifest_files(tmp_path)) == {"model.onnx", "model_fp16.onnx"}
-    monkeypatch.undo()
-    export_model(tiny_ckpt, tmp_path)  # the next export removes what the failed one wrote
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["export_manifest.json", "model.onnx", "notes.txt"]
+    assert {p.name: sha256(p) for p in tmp_path.iterdir()} == before  # no model_fp16.onnx next to the old export
+    assert not list(tmp_path.parent.glob(f".{tmp_path.name}.*"))  # no staging folder or lock left behind
 
 
 # ----- 2. options refused by validation leave no --out folder ---------------------------------------------------
@@ -232,7 +230,7 @@ def test_out_that_is_a_file_is_refused_before_any_work(tiny_ckpt, tmp_path, caps
     taken = tmp_path / "taken"
     taken.write_bytes(b"precious")
     code, err = export_cli(capsys, tiny_ckpt, taken)
-    assert code == 2 and f"--out {taken} is a file, not a folder" in err
+    assert code == 2 and f"--out {taken} is a file; --out takes a folder" in err
     assert taken.read_bytes() == b"precious"
 
 
@@ -240,7 +238,7 @@ def test_out_under_a_file_is_refused_before_any_work(tiny_ckpt, tmp_path, capsys
     taken = tmp_path / "taken"
     taken.write_bytes(b"precious")
     code, err = export_cli(capsys, tiny_ckpt, taken / "sub" / "export")
-    assert code == 2 and f"cannot be created: {taken} is a file, not a folder" in err
+    assert code == 2 and f"cannot create this folder, {taken} is a file, not a folder" in err
     assert taken.read_bytes() == b"precious"
 
 

@@ -298,7 +298,7 @@ def test_annotate_then_run_without_flags_gives_identical_masks(torch_onnx, tmp_p
 
     # never over the input unless asked; never over another file without --force
     assert main([*argv, "--out", str(torch_onnx)]) == 2
-    assert "is the input model; pass --in-place" in capsys.readouterr().err
+    assert f"--out {torch_onnx} is the model {torch_onnx}" in capsys.readouterr().err
     assert main([*argv, "--out", str(out)]) == 2
     assert "already exists; pass --force" in capsys.readouterr().err
     assert main([*argv, "--out", str(out), "--force"]) == 0

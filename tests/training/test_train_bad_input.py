@@ -106,7 +106,7 @@ def test_out_that_is_an_existing_file_is_refused_and_kept(tmp_path, capsys, no_t
     data = make_dataset(tmp_path / "data")
     out = tmp_path / "results.txt"
     out.write_text("keep me")
-    _fails_cleanly(capsys, _train(tmp_path, data, out=out), f"--out {out} is a file, not a folder")
+    _fails_cleanly(capsys, _train(tmp_path, data, out=out), f"--out {out} is a file; --out takes a folder")
     assert out.read_text() == "keep me"
 
 
@@ -116,21 +116,21 @@ def test_out_under_a_regular_file_is_refused(tmp_path, capsys, no_training):
     blocker = tmp_path / "blocker"
     blocker.write_text("not a folder")
     out = blocker / "deeper" / "run"
-    _fails_cleanly(capsys, _train(tmp_path, data, out=out), f"--out {out} cannot be created: {blocker} is a file")
+    _fails_cleanly(capsys, _train(tmp_path, data, out=out), f"--out {out}: cannot create this folder, {blocker} is a file")
     assert blocker.read_text() == "not a folder"
 
 
 def test_out_holding_a_folder_where_a_file_goes_is_refused(tmp_path, capsys, no_training):
     data = make_dataset(tmp_path / "data")
     (tmp_path / "run" / "history.csv").mkdir(parents=True)
-    _fails_cleanly(capsys, _train(tmp_path, data), "holds a folder named history.csv")
+    _fails_cleanly(capsys, _train(tmp_path, data), "history.csv is a folder, where a file is written")
 
 
 @pytest.mark.parametrize("inside", [".", "train/images", "runs/today"])
 def test_out_inside_the_data_folder_is_refused(tmp_path, capsys, no_training, inside):
     data = make_dataset(tmp_path / "data")
     before = _tree(tmp_path)
-    _fails_cleanly(capsys, _train(tmp_path, data, out=data / inside), "is inside the --data folder")
+    _fails_cleanly(capsys, _train(tmp_path, data, out=data / inside), f"the --data dataset {data}")
     assert _tree(tmp_path) == before and not (data / "runs").exists()
 
 
