@@ -45,7 +45,7 @@ def os_error_reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def _umask() -> int:
+def current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
@@ -77,7 +77,7 @@ def write_with(path: str | os.PathLike[str], writer: Callable, *, suffix: str = 
     try:
         with os.fdopen(fd, "wb") as handle:
             writer(handle)
-        os.chmod(tmp, 0o666 & ~_umask())
+        os.chmod(tmp, 0o666 & ~current_umask())
         os.replace(tmp, path)
     except OSError as exc:
         raise OutputPathError(f"cannot write {path}: {os_error_reason(exc)}") from exc

@@ -1,21 +1,22 @@
 """Where results go: an MP4 of overlays, a folder of mask PNGs, a display window (the JSON stats: Stats.write_json).
 
 Every sink leaves complete files behind when a run stops early: the MP4 is finalised by close() (VideoWriter
-release writes the index), and each PNG is written with edgeseg.files.write_file (a temporary name renamed into place).
+release writes the index), checked and only then renamed into place, and each PNG is written with edgeseg.files.write_file (a temporary name renamed into place).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import tempfile
 import threading
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from edgeseg.errors import ConfigError, EdgeSegError
-from edgeseg.files import IMAGE_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, write_file
+from edgeseg.errors import ConfigError, EdgeSegError, OutputPathError
+from edgeseg.files import IMAGE_SUFFIXES, WRITABLE_VIDEO_SUFFIXES, current_umask, os_error_reason, write_file
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,12 @@ _UNAVAILABLE_CODECS: set[str] = set()
 
 class VideoSink:
     """An MP4 file, H.264 where this OpenCV can encode it, else mp4v (with a warning); its size is the first
-    frame's, later frames of another size are resized to it. `codec` says which codec was used."""
+    frame's, later frames of another size are resized to it. `codec` says which codec was used.
+
+    The video is written under a temporary name in the same folder (.NAME.XXXX.partial.mp4) and renamed into place
+    by close() only once it is known to be complete: it reopens with OpenCV and holds every frame written. So a
+    SIGKILL, a full disk or a file-size limit never leaves an unplayable file under the final name (nor replaces a
+    previous one); close() then raises OutputPathError naming the cause ("disk full", "file too large")."""
 
     def __init__(self, path: str | os.PathLike[str], fps: float | None = None) -> None:
         self.path = Path(path)
@@ -46,6 +52,7 @@ class VideoSink:
         self.codec: str | None = None
         self.size_wh: tuple[int, int] | None = None
         self._writer: cv2.VideoWriter | None = None
+        self._partial: Path | None = None
         self._closed = False
         self._lock = threading.Lock()  # close() may come from another thread while a frame is being written
 
@@ -60,19 +67,30 @@ class VideoSink:
                 frame = cv2.resize(frame, self.size_wh, interpolation=cv2.INTER_AREA)
             self._writer.write(frame)
             self.frames_written += 1
+            if self.frames_written % _SPACE_CHECK_EVERY == 0:
+                self._check_space()
+
+    def _target(self) -> Path:
+        """The file the video ends up in: the symlink's target for a symlinked --out (the link stays a link)."""
+        return Path(os.path.realpath(self.path)) if self.path.is_symlink() else self.path
 
     def _open(self, frame: np.ndarray) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        target = self._target()
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, partial = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".partial{target.suffix}", dir=target.parent)
+        os.close(fd)
+        self._partial = Path(partial)
         self.size_wh = (int(frame.shape[1]), int(frame.shape[0]))
         for codec in VIDEO_CODECS:
             if codec in _UNAVAILABLE_CODECS:
                 continue
-            writer = cv2.VideoWriter(str(self.path), cv2.VideoWriter.fourcc(*codec), self.fps, self.size_wh)
+            writer = cv2.VideoWriter(partial, cv2.VideoWriter.fourcc(*codec), self.fps, self.size_wh)
             if writer.isOpened():
                 break
             writer.release()
             _UNAVAILABLE_CODECS.add(codec)  # try it once per process: FFmpeg logs each failed attempt
         else:
+            self._discard()
             raise EdgeSegError(
                 f"could not open '{self.path}' for writing ({self.size_wh[0]}x{self.size_wh[1]} at {self.fps:g} FPS, "
                 f"codecs tried: {', '.join(VIDEO_CODECS)}): check the folder is writable and OpenCV has FFmpeg"
@@ -84,13 +102,78 @@ class VideoSink:
         self.codec = codec
         self._writer = writer
 
-    def close(self) -> None:
-        """Finalise the file (playable MP4). Safe to call twice."""
-        with self._lock:
+    def _check_space(self) -> None:
+        """OpenCV's writer reports no write error: a full disk or a size limit is found by looking."""
+        assert self._partial is not None
+        problem = _write_problem(self._partial)
+        if problem:
             self._closed = True
             writer, self._writer = self._writer, None
             if writer is not None:
                 writer.release()
+            self._discard()
+            raise OutputPathError(f"--out {self.path}: {problem}; no video was written under that name")
+
+    def close(self) -> None:
+        """Finalise the file (playable MP4), check it and rename it into place. Safe to call twice."""
+        with self._lock:
+            self._closed = True
+            writer, self._writer = self._writer, None
+            if writer is None:
+                return
+            writer.release()
+            assert self._partial is not None
+            frames = _count_frames(self._partial)
+            if frames != self.frames_written:
+                problem = _write_problem(self._partial) or "the file is incomplete"
+                self._discard()
+                raise OutputPathError(f"--out {self.path}: {problem} ({frames} of {self.frames_written} frames "
+                                      "readable back); no video was written under that name")
+            try:
+                os.chmod(self._partial, 0o666 & ~current_umask())
+                os.replace(self._partial, self._target())
+            except OSError as exc:
+                self._discard()
+                raise OutputPathError(f"--out {self.path}: cannot rename the finished video into place "
+                                      f"({os_error_reason(exc)})") from exc
+            self._partial = None
+
+    def _discard(self) -> None:
+        if self._partial is not None and self._partial.exists():
+            self._partial.unlink()
+        self._partial = None
+
+
+# Every this many frames the writer's folder is checked for a full disk / the file for a size limit.
+_SPACE_CHECK_EVERY = 16
+# Below this many free bytes the disk counts as full for a video being written (an encoded frame can be this large).
+_MIN_FREE_BYTES = 64 * 1024
+
+
+def _write_problem(path: Path) -> str | None:
+    """'disk full' or 'file too large' when that is why writing `path` stops, else None."""
+    import resource
+
+    try:
+        size = path.stat().st_size
+        free = os.statvfs(path.parent)
+    except OSError:
+        return None
+    if free.f_bavail * free.f_frsize < _MIN_FREE_BYTES:
+        return "disk full (no space left on the device)"
+    limit = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    if limit != resource.RLIM_INFINITY and size >= limit - _MIN_FREE_BYTES:
+        return f"file too large (the file-size limit, `ulimit -f`, is {limit} bytes)"
+    return None
+
+
+def _count_frames(path: Path) -> int:
+    """Frames a finished video holds as OpenCV reads it back (0 when it does not open: no index, cut short)."""
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT)) if capture.isOpened() else 0
+    finally:
+        capture.release()
 
 
 class ImageSink:

@@ -34,7 +34,7 @@ import time
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import cv2
 import numpy as np
@@ -190,9 +190,7 @@ class ImageFolderSource(Source):
             raise SourceError(
                 f"image folder '{self.path}' has no images (looked for {', '.join(IMAGE_SUFFIXES)})"
             )
-        stems = [p.stem for p in files]
-        # a.png and a.jpg would both write a.png: those keep their suffix in the mask name (a_jpg.png).
-        self._names = [p.stem if stems.count(p.stem) == 1 else f"{p.stem}_{p.suffix.lstrip('.')}" for p in files]
+        self._names = mask_names(files)
         self._files = files
         self._position = 0
 
@@ -357,3 +355,24 @@ def open_source(spec: str | os.PathLike[str] | Source, *, stall_timeout_s: float
         f"source {text!r} not found: not a file, folder, camera index, rtsp:// URL, "
         "GStreamer pipeline (contains '!') or 'synthetic[:N]'"
     )
+
+
+def mask_names(files: Sequence[Path]) -> list[str]:
+    """A distinct mask name (file stem) per image: its stem; a.png and a.jpg keep their suffix (a_png, a_jpg); a
+    name still taken (a_jpg.png is there too) gets a counter (a_jpg_2). Images with a unique stem keep it first."""
+    from collections import Counter
+
+    counts = Counter(p.stem for p in files)
+    taken = {p.stem for p in files if counts[p.stem] == 1}
+    names = []
+    for path in files:
+        if counts[path.stem] == 1:
+            names.append(path.stem)
+            continue
+        base = f"{path.stem}_{path.suffix.lstrip('.')}"
+        name, number = base, 2
+        while name in taken:
+            name, number = f"{base}_{number}", number + 1
+        taken.add(name)
+        names.append(name)
+    return names

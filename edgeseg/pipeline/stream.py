@@ -325,10 +325,14 @@ class StreamPipeline:
                     raise
 
     def _finish(self) -> None:
-        """Close every sink (finalising the MP4s) and count frames left in queues as dropped."""
+        """Close every sink (finalising the MP4s) and count frames left in queues as dropped. A video that could not
+        be finished (a full disk) is an error of the run, raised once everything else is closed."""
         for sink in self._video:
             if sink is not None:
-                sink.close()
+                try:
+                    sink.close()
+                except EdgeSegError as exc:
+                    self._fail("output", exc)
         if self._window is not None:
             self._window.close()
         for item in self._inputs.drain():
@@ -593,7 +597,8 @@ def stream_outputs(count: int, out: str | os.PathLike[str] | None, masks_dir: st
                    stats_path: str | os.PathLike[str] | None) -> list[Output]:
     """What a run over `count` sources writes, for the output guard: each source's video (numbered when several),
     each source's mask folder and the stats."""
-    outputs = [Output("--out", numbered_path(Path(out), i, count)) for i in range(count)] if out is not None else []
+    outputs = [Output("--out", out if count == 1 else numbered_path(Path(out), i, count))  # as typed: 'x/' is a folder
+               for i in range(count)] if out is not None else []
     if masks_dir is not None:
         outputs += ([Output("--masks", masks_dir, folder=True)] if count == 1 else
                     [Output("--masks", Path(masks_dir) / str(i), folder=True) for i in range(count)])

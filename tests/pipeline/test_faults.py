@@ -92,9 +92,9 @@ def test_outputs_that_are_inputs_are_refused_before_anything_is_written(tmp_path
     video = tmp_path / "in.mp4"
     write_video(video, frames=5)
     original = video.read_bytes()
-    with pytest.raises(OutputPathError, match="--out .* is the source"):
+    with pytest.raises(OutputPathError, match="--out .* is the --source .*: writing it would destroy an input"):
         run_stream(fake_segmenter, str(video), video)
-    with pytest.raises(OutputPathError, match="--stats .* is the source"):
+    with pytest.raises(OutputPathError, match="--stats .* is the --source .*: writing it would destroy an input"):
         run_stream(fake_segmenter, str(video), tmp_path / "out.mp4", stats_path=video)
     assert video.read_bytes() == original and not (tmp_path / "out.mp4").exists()
 
@@ -103,7 +103,7 @@ def test_outputs_that_are_inputs_are_refused_before_anything_is_written(tmp_path
     frame = np.full((16, 16, 3), 200, np.uint8)
     cv2.imwrite(str(folder / "a.png"), frame)
     before = (folder / "a.png").read_bytes()
-    with pytest.raises(OutputPathError, match="--masks .* overwrite the input images"):
+    with pytest.raises(OutputPathError, match="--masks .* is the --source"):
         run_stream(fake_segmenter, str(folder), masks_dir=folder)
     assert (folder / "a.png").read_bytes() == before and sorted(p.name for p in folder.iterdir()) == ["a.png"]
 
