@@ -43,6 +43,7 @@ from edgeseg.pipeline.sinks import (
     ImageSink,
     MaskSink,
     VideoSink,
+    h264_encoder_available,
     numbered_path,
     output_sink,
     screen_available,
@@ -279,6 +280,8 @@ class StreamPipeline:
             raise
         if self.display:
             self._window = DisplaySink()
+        if any(isinstance(sink, VideoSink) for sink in self._video):
+            h264_encoder_available()  # probe now, while silencing fd 2 cannot swallow another thread's output
         self._start_live_view()
 
         captures = self._captures = [
