@@ -110,7 +110,8 @@ RUN_SCRIPT = textwrap.dedent(
         def predict(self, frames):
             masks = super().predict(frames)
             now = int(time.time() * 1000) % 2**32
-            latencies.write("".join(f"{{(now - stamp_ms(f)) % 2**32}}\\n" for f in frames))
+            stamped = [f for f in frames if f.shape[:2] == (240, 320)]  # rtsp_server.py's frames only
+            latencies.write("".join(f"{{(now - stamp_ms(f)) % 2**32}}\\n" for f in stamped))
             latencies.flush()
             return masks
 
