@@ -50,6 +50,7 @@ NOT_RUN = (
     ("source ", "changes the calling shell (activates a venv)"),
     ("export ", "changes the calling shell's environment"),
     ("git clone", "fetches the repository this test runs in"),
+    ("ssh ", "runs on the user's laptop, forwarding a port of another machine (the device)"),
 )
 
 

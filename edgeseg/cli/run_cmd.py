@@ -20,7 +20,8 @@ sources (--source, repeatable):
   0                         a V4L2 camera index
   rtsp://host:554/stream    a network stream (also rtmp://, http(s)://)
   'a ! b ! appsink'         a GStreamer pipeline (any value containing '!'; needs OpenCV built with GStreamer)
-  synthetic, synthetic:N    generated frames, endless or N of them (for tests)
+  synthetic[:N][@FPS]       generated frames, endless or N of them, paced like a camera at FPS frames per second
+                            (default 30; @0: as fast as they are read), for demos and tests
 
 Jetson CSI camera (JetPack's OpenCV has GStreamer; the pipeline is one quoted argument, on one line):
   edgeseg run model.engine --mode realtime --out csi.mp4 --source "nvarguscamerasrc sensor-id=0 ! video/x-raw(memory:NVMM),width=1280,height=720,framerate=30/1,format=NV12 ! nvvidconv flip-method=0 ! video/x-raw,width=1280,height=720,format=BGRx ! videoconvert ! video/x-raw,format=BGR ! appsink drop=true max-buffers=1"
@@ -45,13 +46,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("model", help="exported model: .onnx or .engine (its metadata gives size, classes, palette)")
     parser.add_argument("--source", action="append", required=True, metavar="SRC",
                         help="video file, image folder, camera index, rtsp:// URL, GStreamer pipeline or "
-                        "synthetic[:N]; repeat for several sources")
+                        "synthetic[:N][@FPS]; repeat for several sources")
     parser.add_argument("--out", metavar="OUT.mp4",
                         help="the video (H.264 where OpenCV can encode it, else mp4v with a warning); OUT_0.mp4, "
                         "OUT_1.mp4... for several sources; a picture (OUT.png/.jpg) for a single image in")
     parser.add_argument("--view", choices=("overlay", "mask", "side-by-side"), default="overlay",
-                        help="what --out and --display show: the overlay, the colour mask alone, or the frame and "
-                        "the overlay side by side")
+                        help="what --out, --display and --view-http show: the overlay, the colour mask alone, or the "
+                        "frame and the overlay side by side")
     parser.add_argument("--legend", action="store_true", help="draw the class names in their colours")
     parser.add_argument("--show-fps", action="store_true", help="draw the running FPS on each picture")
     parser.add_argument("--masks", metavar="DIR", help="write class-id mask PNGs (frame resolution) here")
@@ -59,8 +60,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--mode", choices=("all", "realtime"), default="all",
                         help="all: every frame processed; realtime: live sources drop stale frames")
     parser.add_argument("--display", action="store_true", help="show the overlay in a window (needs a screen)")
+    parser.add_argument("--view-http", metavar="[HOST:]PORT",
+                        help="serve a live view (the --view picture, legend and figures) at http://127.0.0.1:PORT/ "
+                        "while it runs: /stream/N.mjpg, /snapshot/N.jpg, /stats.json; HOST: listen on that address "
+                        "instead; PORT 0: any free port (printed). From a laptop: ssh -L PORT:127.0.0.1:PORT DEVICE")
     parser.add_argument("--stats", metavar="JSON", help="write counts, FPS and per-stage latency p50/p90/p99 here")
-    parser.add_argument("--max-frames", type=int, metavar="N", help="stop each source after N frames")
+    parser.add_argument("--max-frames", type=int, metavar="N",
+                        help="stop each source after N frames READ (processed + dropped + unreadable): in --mode "
+                        "realtime, frames dropped for newer ones count too")
     parser.add_argument("--queue-size", type=int, metavar="N",
                         help="frames buffered per source (unset: 4 in --mode all, 1 in --mode realtime)")
     parser.add_argument("--reconnect-attempts", type=int, default=5, metavar="N",
@@ -104,12 +111,9 @@ def _check_outputs(args: argparse.Namespace) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from edgeseg.pipeline.stream import Reconnect, run_stream
-    from edgeseg.pipeline.progress import ProgressReporter
-    from edgeseg.pipeline.views import View
-
-    if not (args.out or args.masks or args.display or args.stats):
-        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --masks DIR, --display, --stats JSON")
+    if not (args.out or args.masks or args.display or args.stats or args.view_http):
+        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --masks DIR, --display, --view-http PORT, "
+                          "--stats JSON")
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigError(f"--alpha must be in [0, 1], got {args.alpha}")
     for flag, value in (("--max-frames", args.max_frames), ("--queue-size", args.queue_size)):
@@ -122,6 +126,22 @@ def run(args: argparse.Namespace) -> int:
 
     facts = model_facts_from_args(args)
     _check_outputs(args)
+    live_view = None
+    if args.view_http:  # bound now, so a port in use is an error before the model loads
+        from edgeseg.pipeline.live_http import LiveHttpServer
+
+        live_view = LiveHttpServer(args.view_http)
+    try:
+        return _run(args, facts, live_view)
+    finally:
+        if live_view is not None:
+            live_view.close()
+
+
+def _run(args: argparse.Namespace, facts: Any, live_view: Any) -> int:
+    from edgeseg.pipeline.stream import Reconnect, run_stream
+    from edgeseg.pipeline.progress import ProgressReporter
+    from edgeseg.pipeline.views import View
     from edgeseg.cli.triton_options import open_triton_segmenter
 
     segmenter = open_triton_segmenter(args.model, args) or _open_segmenter(args.model, args.backend, facts)
@@ -134,7 +154,7 @@ def run(args: argparse.Namespace) -> int:
             stall_timeout_s=args.stall_timeout,
             view=View(args.view, legend=args.legend, show_fps=args.show_fps, classes=tuple(segmenter.meta.classes),
                       palette_bgr=segmenter.palette_bgr),
-            on_progress=progress.report,
+            on_progress=progress.report, live_view=live_view,
         )
     finally:
         progress.close()

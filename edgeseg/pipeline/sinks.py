@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import tempfile
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -32,6 +36,48 @@ def numbered_path(path: Path, index: int, count: int) -> Path:
 # write (the pip wheels have no H.264 encoder), so it is the loud fallback.
 VIDEO_CODECS = ("avc1", "mp4v")
 _UNAVAILABLE_CODECS: set[str] = set()
+
+
+@contextmanager
+def quiet_native_logs() -> Iterator[None]:
+    """Silence OpenCV's logging and whatever FFmpeg writes straight to file descriptor 2, for a probe whose failure
+    is expected (we say what matters in one warning). Use it before the pipeline's threads start: fd 2 is the
+    process's."""
+    opencv_log = getattr(cv2.utils, "logging", None)  # not in older builds (Debian 12's 4.6): fd 2 covers them
+    previous = opencv_log.getLogLevel() if opencv_log else None
+    if opencv_log:
+        opencv_log.setLogLevel(opencv_log.LOG_LEVEL_SILENT)
+    saved = None
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        with open(os.devnull, "wb") as devnull:
+            os.dup2(devnull.fileno(), 2)
+    except OSError as exc:  # no fd 2 (a daemon): nothing to silence there
+        log.debug("cannot silence fd 2: %s", exc)
+    try:
+        yield
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+        if opencv_log:
+            opencv_log.setLogLevel(previous)
+
+
+@lru_cache(maxsize=1)
+def h264_encoder_available() -> bool:
+    """Whether this OpenCV can write H.264 MP4s (once per process, with FFmpeg's and OpenCV's complaints about the
+    encoders it tries, e.g. `h264_v4l2m2m ... Could not find a valid device`, kept off the terminal)."""
+    with tempfile.TemporaryDirectory(prefix="edgeseg-h264-") as folder, quiet_native_logs():
+        writer = cv2.VideoWriter(str(Path(folder) / "probe.mp4"), cv2.VideoWriter.fourcc(*"avc1"), 30.0, (64, 48))
+        try:
+            if not writer.isOpened():
+                return False
+            writer.write(np.zeros((48, 64, 3), np.uint8))
+            return True
+        finally:
+            writer.release()
 
 
 class VideoSink:
@@ -81,6 +127,8 @@ class VideoSink:
         os.close(fd)
         self._partial = Path(partial)
         self.size_wh = (int(frame.shape[1]), int(frame.shape[0]))
+        if not h264_encoder_available():
+            _UNAVAILABLE_CODECS.add("avc1")
         for codec in VIDEO_CODECS:
             if codec in _UNAVAILABLE_CODECS:
                 continue

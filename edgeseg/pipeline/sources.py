@@ -8,7 +8,8 @@
     V4L2 camera           0, 1, ...                     (live)
     network stream        rtsp://user:pw@host:554/path  (live; also rtmp://, http(s)://)
     GStreamer pipeline    any string containing '!'     (live; opened with cv2.CAP_GSTREAMER)
-    synthetic             synthetic, synthetic:N        (live-like generated frames, endless or N of them)
+    synthetic             synthetic[:N][@FPS]           (generated frames, endless or N of them, paced like a
+                                                         camera at FPS, 30 by default; @0: as fast as read)
 
 On a Jetson, a CSI camera is a GStreamer pipeline (`jetson_csi_pipeline()` builds it), for example:
 
@@ -47,6 +48,9 @@ log = logging.getLogger(__name__)
 NETWORK_SCHEMES = ("rtsp://", "rtsps://", "rtmp://", "http://", "https://", "udp://", "tcp://")
 LIVE_DEFAULT_FPS = 30.0  # what the video writer uses for live sources
 DEFAULT_STALL_TIMEOUT_S = 10.0  # a network stream silent this long counts as a failed read (then: reconnect)
+# `--source synthetic` delivers frames at a camera's pace, so --mode realtime behaves as it would on a camera.
+SYNTHETIC_DEFAULT_FPS = 30.0
+_SYNTHETIC_SPEC = re.compile(r"^synthetic(?::(\d+))?(?:@(\d+(?:\.\d+)?))?$")
 
 
 @dataclass
@@ -332,11 +336,16 @@ def open_source(spec: str | os.PathLike[str] | Source, *, stall_timeout_s: float
     text = str(spec).strip()
     if not text:
         raise SourceError("empty --source")
-    if text == "synthetic" or text.startswith("synthetic:"):
-        count_text = text.partition(":")[2]
-        if count_text and not count_text.isdigit():
-            raise SourceError(f"source {text!r}: expected 'synthetic' or 'synthetic:N' with N a frame count")
-        return SyntheticSource(int(count_text) if count_text else None)
+    if text == "synthetic" or text.startswith(("synthetic:", "synthetic@")):
+        match = _SYNTHETIC_SPEC.match(text)
+        if match is None:
+            raise SourceError(f"source {text!r}: expected synthetic[:N][@FPS], N a frame count and FPS the pace "
+                              f"(default {SYNTHETIC_DEFAULT_FPS:g}; 0: as fast as frames are read)")
+        count, fps = match.group(1), match.group(2)
+        pace = SYNTHETIC_DEFAULT_FPS if fps is None else float(fps)
+        source = SyntheticSource(int(count) if count else None, fps=pace or None)
+        source.description = text
+        return source
     if "!" in text:
         return CaptureSource(text, cv2.CAP_GSTREAMER, "gstreamer")
     if text.isdigit():
@@ -353,7 +362,7 @@ def open_source(spec: str | os.PathLike[str] | Source, *, stall_timeout_s: float
         return VideoFileSource(path)
     raise SourceError(
         f"source {text!r} not found: not a file, folder, camera index, rtsp:// URL, "
-        "GStreamer pipeline (contains '!') or 'synthetic[:N]'"
+        "GStreamer pipeline (contains '!') or 'synthetic[:N][@FPS]'"
     )
 
 

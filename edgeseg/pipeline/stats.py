@@ -159,18 +159,25 @@ class Stats:
         return all(s.balanced for s in self.sources)
 
     @property
+    def elapsed_so_far_s(self) -> float:
+        """elapsed_s once the run has finished; while it goes on, the time since it started."""
+        return self.elapsed_s if self.elapsed_s > 0 else time.perf_counter() - self._started
+
+    @property
     def fps(self) -> float:
-        """Processed frames per second of wall time, over all sources."""
-        return self.processed / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Processed frames per second of wall time, over all sources (so far, while the run goes on)."""
+        elapsed = self.elapsed_so_far_s
+        return self.processed / elapsed if elapsed > 0 else 0.0
 
     @property
     def lost_sources(self) -> list[SourceStats]:
         return [s for s in self.sources if s.status == "lost"]
 
     def to_dict(self) -> dict[str, Any]:
+        """The --stats JSON; while the run goes on (the live view's /stats.json) the figures so far."""
         return {
             "mode": self.mode,
-            "elapsed_s": round(self.elapsed_s, 3),
+            "elapsed_s": round(self.elapsed_so_far_s, 3),
             "fps": round(self.fps, 2),
             "total": {k: self.total(k) for k in ("read", "processed", "dropped", "unreadable", "reconnects")},
             "sources": [s.to_dict() for s in self.sources],

@@ -44,10 +44,13 @@ from edgeseg.pipeline.sinks import (
     ImageSink,
     MaskSink,
     VideoSink,
+    h264_encoder_available,
     numbered_path,
     output_sink,
     screen_available,
 )
+from edgeseg.pipeline.live_feed import LiveFeed
+from edgeseg.pipeline.live_http import LiveHttpServer
 from edgeseg.pipeline.views import View
 from edgeseg.pipeline.sources import DEFAULT_STALL_TIMEOUT_S, Frame, Source, open_source
 from edgeseg.pipeline.stats import SourceStats, Stats
@@ -184,10 +187,12 @@ class StreamPipeline:
         stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
         view: View | None = None,
         on_progress: Callable[[Stats], None] | None = None,
+        live_view: LiveHttpServer | None = None,
     ) -> None:
         """`on_progress(stats)` is called from the calling thread about every 0.1 s while the run goes on.
-        `stats_path` is only checked here (not an input); run_stream writes it. `view`: what the video and the
-        window show (edgeseg.pipeline.views; default: the overlay)."""
+        `stats_path` is only checked here (not an input); run_stream writes it. `view`: what the video, the
+        window and the live view show (edgeseg.pipeline.views; default: the overlay). `live_view`: a bound
+        LiveHttpServer (`--view-http`), served while the run goes on and closed with it."""
         _check_options(mode, sources, alpha, max_frames, queue_size, getattr(segmenter, "max_batch", None))
         self.segmenter = segmenter
         self.sources = [open_source(s, stall_timeout_s=stall_timeout_s) for s in sources]
@@ -222,6 +227,8 @@ class StreamPipeline:
         )
         self.view = view or View()
         self.on_progress = on_progress
+        self.live_view = live_view
+        self._live_feed: LiveFeed | None = None
         self._fps_clocks = [_FpsClock() for _ in range(count)]
         self._masks: list[MaskSink | None] = [None] * count
         self._window: DisplaySink | None = None
@@ -275,6 +282,9 @@ class StreamPipeline:
             raise
         if self.display:
             self._window = DisplaySink()
+        if any(isinstance(sink, VideoSink) for sink in self._video):
+            h264_encoder_available()  # probe now, while silencing fd 2 cannot swallow another thread's output
+        self._start_live_view()
 
         captures = self._captures = [
             threading.Thread(target=self._capture, args=(i,), name=f"edgeseg-capture-{i}", daemon=True)
@@ -308,6 +318,20 @@ class StreamPipeline:
             raise first
         return self.stats
 
+    def _start_live_view(self) -> None:
+        if self.live_view is None:
+            return
+        view, segmenter, alpha = self.view, self.segmenter, self.alpha
+
+        def render(frame: np.ndarray, mask: np.ndarray, fps: float | None) -> np.ndarray:
+            return view.compose(frame, segmenter.render(frame, mask, view.renders, alpha), fps=fps)
+
+        self._live_feed = LiveFeed(len(self.sources), render)
+        meta = getattr(self.segmenter, "meta", None)
+        self.live_view.start(self._live_feed, self.stats.to_dict, [s.description for s in self.sources],
+                             tuple(getattr(meta, "classes", ()) or view.classes),
+                             getattr(self.segmenter, "palette_bgr", view.palette_bgr), view.kind)
+
     def _first_open(self, source: Source) -> None:
         """Open a source; a live one (camera, RTSP, GStreamer) that fails is retried with the reconnect backoff,
         as it would be after it had opened once: a camera still booting or a stream not yet published is normal."""
@@ -325,8 +349,11 @@ class StreamPipeline:
                     raise
 
     def _finish(self) -> None:
-        """Close every sink (finalising the MP4s) and count frames left in queues as dropped. A video that could not
-        be finished (a full disk) is an error of the run, raised once everything else is closed."""
+        """Close every sink (finalising the MP4s) and the live view (freeing its port), and count frames left in
+        queues as dropped. A video that could not be finished (a full disk) is an error of the run, raised once
+        everything else is closed."""
+        if self.live_view is not None:
+            self.live_view.close()
         for sink in self._video:
             if sink is not None:
                 try:
@@ -471,15 +498,20 @@ class StreamPipeline:
         if masks is not None:
             masks.write(item.frame.name, rendered["mask"])
         video = self._video[item.source]
-        if video is None and self._window is None:
+        if video is None and self._window is None and self._live_feed is None:
             return
-        picture = self.view.compose(image, rendered, fps=self._fps_clocks[item.source].tick())
+        fps = self._fps_clocks[item.source].tick()
+        picture = None
+        if video is not None or self._window is not None:
+            picture = self.view.compose(image, rendered, fps=fps)
         if video is not None:
             video.write(picture)
         if self._window is not None:
             title = f"edgeseg [{item.source}] {self.sources[item.source].description}"
             if not self._window.show(title, picture):
                 self.stop("window closed")
+        if self._live_feed is not None:  # a reference swap: the live view's own thread renders and encodes
+            self._live_feed.publish(item.source, image, mask, fps, picture)
 
 
 class _Link:
@@ -660,6 +692,7 @@ def run_stream(
     stall_timeout_s: float = DEFAULT_STALL_TIMEOUT_S,
     view: View | None = None,
     on_progress: Callable[[Stats], None] | None = None,
+    live_view: LiveHttpServer | None = None,
 ) -> Stats:
     """Segment one or more sources concurrently and write overlays, masks and stats. Returns the Stats.
 
@@ -672,6 +705,7 @@ def run_stream(
         (default 4 in 'all', 1 in 'realtime'). fps: the output video's rate (default: the source's, 30 for live).
     stats_path: also write Stats.to_dict() there as JSON (even when the run fails).
     stall_timeout_s: a network stream that sends nothing for this long fails its open/read (then reconnects).
+    live_view: a LiveHttpServer (edgeseg.pipeline.live_http) to serve the pictures and stats from while it runs.
     Raises SourceError when a source cannot be opened, and re-raises any worker thread's exception.
     """
     if isinstance(sources, (str, os.PathLike, Source)):
@@ -679,7 +713,7 @@ def run_stream(
     pipeline = StreamPipeline(
         segmenter, sources, out, masks_dir=masks_dir, alpha=alpha, mode=mode, display=display,
         max_frames=max_frames, queue_size=queue_size, reconnect=reconnect, fps=fps, stats_path=stats_path,
-        stall_timeout_s=stall_timeout_s, view=view, on_progress=on_progress,
+        stall_timeout_s=stall_timeout_s, view=view, on_progress=on_progress, live_view=live_view,
     )
     try:
         return pipeline.run()

@@ -85,9 +85,12 @@ def test_help_documents_sources_and_the_jetson_csi_template(cli, capsys):
         cli("--help")
     text = capsys.readouterr().out
     assert jetson_csi_pipeline() in text
-    for flag in ("--mode", "--display", "--stats", "--max-frames", "--queue-size", "--masks", "--alpha"):
+    for flag in ("--mode", "--display", "--stats", "--max-frames", "--queue-size", "--masks", "--alpha",
+                 "--view-http"):
         assert flag in text
-    assert "out_0.mp4" in text and "rtsp://" in text and "synthetic:N" in text
+    assert "out_0.mp4" in text and "rtsp://" in text and "synthetic[:N][@FPS]" in text
+    assert "(default 30; @0: as fast" in " ".join(text.split())  # synthetic's pace
+    assert "after N frames READ (processed + dropped + unreadable)" in " ".join(text.split())
 
 
 def test_lost_source_exits_1(cli, tmp_path, monkeypatch, capsys):

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import time
+
 import cv2
 import numpy as np
 import pytest
@@ -14,6 +16,8 @@ from edgeseg.pipeline.sources import (
     jetson_csi_pipeline,
     open_source,
 )
+
+from .fakes import write_video
 
 
 def test_open_source_recognises_every_kind(video_file, image_folder):
@@ -30,11 +34,35 @@ def test_open_source_recognises_every_kind(video_file, image_folder):
     assert open_source("synthetic:7").count == 7
 
 
-@pytest.mark.parametrize("spec, match", [("synthetic:x", "synthetic:N"), ("no/such/clip.mp4", "no/such/clip.mp4"),
+@pytest.mark.parametrize("spec, match", [("synthetic:x", r"synthetic\[:N\]\[@FPS\]"), ("synthetic@fast", "FPS"),
+                                         ("synthetic:3@", "FPS"), ("no/such/clip.mp4", "no/such/clip.mp4"),
                                          ("", "empty")])
 def test_open_source_rejects_unknown(spec, match):
     with pytest.raises(SourceError, match=match):
         open_source(spec)
+
+
+@pytest.mark.parametrize("spec, count, fps", [("synthetic", None, 30.0), ("synthetic:7", 7, 30.0),
+                                              ("synthetic@12.5", None, 12.5), ("synthetic:4@60", 4, 60.0),
+                                              ("synthetic:4@0", 4, None)])
+def test_synthetic_is_paced_like_a_camera_unless_told_otherwise(spec, count, fps):
+    source = open_source(spec)
+    assert source.count == count and source.description == spec
+    source.open()
+    started = time.perf_counter()
+    for _ in range(4):
+        assert source.read() is not None
+    took = time.perf_counter() - started
+    if fps is None:
+        assert took < 0.5  # 4 frames of 240x320 as fast as they are made
+    else:
+        assert took >= 3 / fps * 0.95  # the first frame is due at once, each next one 1/fps later
+
+
+def test_a_video_whose_name_starts_with_synthetic_is_a_video(tmp_path):
+    clip = tmp_path / "synthetic_street.mp4"
+    write_video(clip, 2)
+    assert isinstance(open_source(clip), VideoFileSource)
 
 
 def test_jetson_template_is_a_bgr_appsink_pipeline():

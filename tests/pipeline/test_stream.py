@@ -86,6 +86,19 @@ def test_realtime_mode_drops_stale_frames_and_stats_add_up(tmp_path):
     assert data["mode"] == "realtime" and data["total"]["dropped"] == stats.dropped
 
 
+def test_realtime_synthetic_is_read_at_camera_pace_so_a_fast_model_keeps_up(tmp_path):
+    """The issue's run: `--source synthetic --mode realtime --max-frames 150` read 150, processed 2, dropped 148,
+    because the source made frames as fast as it could. Paced at 30 FPS, a model ten times faster processes them."""
+    started = time.perf_counter()
+    stats = run_stream(FakeSegmenter(delay_s=0.003), "synthetic@100", mode="realtime",
+                       max_frames=60, masks_dir=tmp_path / "masks")
+    took = time.perf_counter() - started
+    assert stats.read == 60 and stats.read == stats.processed + stats.dropped + stats.unreadable
+    assert stats.processed >= 0.8 * stats.read, stats.to_dict()["total"]  # not 2 of 60: a slow machine drops a few
+    assert took >= 59 / 100  # read at the camera's 100 FPS, not as fast as possible
+    assert len(list((tmp_path / "masks").glob("*.png"))) == stats.processed
+
+
 def test_realtime_mode_keeps_every_frame_of_a_file(tmp_path, video_file):
     stats = run_stream(FakeSegmenter(delay_s=0.01), video_file, tmp_path / "out.mp4", mode="realtime")
     assert stats.processed == 12 and stats.dropped == 0
