@@ -25,7 +25,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from edgeseg.config import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, default_palette
+from edgeseg.config import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, class_names, default_palette
 from edgeseg.errors import ConfigError, ModelFileError
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,7 @@ def parse_classes(value: str) -> tuple[tuple[str, ...] | None, int, tuple[tuple[
         names = tuple(line.strip() for line in content.splitlines() if line.strip())
     if not names:
         raise ConfigError(f"--classes {path} lists no class names")
+    names = class_names(list(names), f"--classes {path}")  # distinct: scores are reported by name
     if palette is not None and len(palette) != len(names):
         raise ConfigError(f"--classes {path} has {len(names)} classes but {len(palette)} palette_rgb colours")
     return names, len(names), palette

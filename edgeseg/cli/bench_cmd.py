@@ -7,6 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
+from edgeseg.cli.numbers import finite_float
+
+
 # Lines under 80 columns: the help formatter keeps them as written.
 DESCRIPTION = """\
 Benchmark one or more exported models on this machine and print one table:
@@ -42,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="size of the synthetic frames (without --source)")
     parser.add_argument("--frames", type=int, default=16, help="distinct frames to cycle through")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls first")
-    parser.add_argument("--min-seconds", type=float, default=3.0, help="time at least this long")
+    parser.add_argument("--min-seconds", type=finite_float, default=3.0, help="time at least this long")
     parser.add_argument("--min-iters", type=int, default=30, help="and at least this many calls")
     parser.add_argument("--data", default=None,
                         help="labelled dataset folder (or 'synthetic'): adds each model's mIoU on --split")

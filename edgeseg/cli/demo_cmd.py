@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from edgeseg.cli.numbers import finite_float
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="train, eval, export, run and bench in one go")
@@ -17,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="training images per step")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="training/export size (unset: 128 160 on synthetic scenes, half the dataset's size)")
-    parser.add_argument("--max-minutes", type=float, default=2.0, help="training time budget")
+    parser.add_argument("--max-minutes", type=finite_float, default=2.0, help="training time budget")
     parser.add_argument("--video", default=None,
                         help="video to segment (unset: a synthetic one, or the dataset's first *.mp4)")
     parser.add_argument("--video-frames", type=int, default=90, help="length of the synthetic demo video")

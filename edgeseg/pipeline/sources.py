@@ -338,6 +338,9 @@ def open_source(spec: str | os.PathLike[str] | Source, *, stall_timeout_s: float
         count_text = text.partition(":")[2]
         if count_text and not count_text.isdigit():
             raise SourceError(f"source {text!r}: expected 'synthetic' or 'synthetic:N' with N a frame count")
+        if count_text and int(count_text) < 1:  # zero frames would end at once and write no --out at all
+            raise SourceError(f"source {text!r}: N counts the frames to generate and must be >= 1 "
+                              "('synthetic' alone never ends)")
         return SyntheticSource(int(count_text) if count_text else None)
     if "!" in text:
         return CaptureSource(text, cv2.CAP_GSTREAMER, "gstreamer")

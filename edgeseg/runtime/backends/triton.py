@@ -77,7 +77,8 @@ class TritonBackend(Backend):
         if META_PARAMETER not in parameters:
             raise ModelFileError(f"Triton model {self.model_name!r} on {self.url} has no EdgeSeg metadata (config "
                                  f"parameters['{META_PARAMETER}']); write the repository with `edgeseg export --triton`")
-        self.meta = ModelMeta.from_json(parameters[META_PARAMETER].string_value)
+        self.meta = ModelMeta.from_json(parameters[META_PARAMETER].string_value,
+                                        f"Triton model {self.model_name!r} on {self.url}")
         self._max_batch = int(config.max_batch_size)
         batch = (-1,) if self._max_batch > 0 else ()
         config_pb2 = require("tritonclient.grpc.model_config_pb2", "the Triton backend")
