@@ -114,6 +114,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args) or 0)
     except EdgeSegError as exc:
+        if isinstance(exc.__cause__, BrokenPipeError):  # an output written through to a closed pipe (/dev/stdout)
+            _silence_stdout()
+            return 128 + signal.SIGPIPE
         print(f"edgeseg {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except ModuleNotFoundError as exc:
