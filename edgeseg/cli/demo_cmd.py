@@ -42,6 +42,33 @@ def _image_size(args: argparse.Namespace) -> tuple[int, int]:
     return (128, 160)
 
 
+def _check(args: argparse.Namespace, out: Path, size: tuple[int, int]):
+    """Everything the five steps need, checked before the minutes of training: the training options, --out, and
+    the video (it must exist and decode) or the synthetic video's length. Returns the TrainConfig."""
+    from edgeseg.errors import ConfigError, DataError
+    from edgeseg.output_checks import check_output_folder
+    from edgeseg.training.trainer import TrainConfig, _check_config
+
+    config = TrainConfig(
+        data=args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size, image_size=size,
+        out=str(out / "train"), max_minutes=args.max_minutes, workers=args.workers, optimizer="adamw",
+    )
+    _check_config(config)
+    check_output_folder(out, "--out")
+    if args.video:
+        from edgeseg.data.frame_files import iter_frames
+
+        if not Path(args.video).is_file():
+            raise ConfigError(f"--video {args.video} is not a file")
+        try:
+            next(iter_frames(args.video, limit=1))
+        except DataError as exc:
+            raise DataError(f"--video {args.video} cannot be decoded: {exc}") from exc
+    elif args.video_frames < 1:
+        raise ConfigError(f"--video-frames must be >= 1 (the synthetic video's length), got {args.video_frames}")
+    return config
+
+
 def _video_source(args: argparse.Namespace, out: Path, size: tuple[int, int]) -> str:
     if args.video:
         return args.video
@@ -65,20 +92,17 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.training.checkpoint import load_model
     from edgeseg.training.predictor import TorchPredictor
-    from edgeseg.training.trainer import TrainConfig, train
+    from edgeseg.training.trainer import train
 
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     size = _image_size(args)
+    config = _check(args, out, size)
+    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     print(f"[1/5] training {args.model} on {args.data} at {size[0]}x{size[1]} (budget {args.max_minutes} min)")
     t0 = time.perf_counter()
-    config = TrainConfig(
-        data=args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size, image_size=size,
-        out=str(out / "train"), max_minutes=args.max_minutes, workers=args.workers, optimizer="adamw",
-    )
     train(config)
     timings["train_s"] = time.perf_counter() - t0
 
