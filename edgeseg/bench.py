@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -35,17 +35,22 @@ def time_loop(
     min_seconds: float = 2.0,
     min_iters: int = 20,
     max_iters: int = 100_000,
+    prepare: Callable[[int], None] | None = None,
 ) -> dict[str, list[float]]:
     """Call step(i) after `warmup` calls until both min_seconds and min_iters are reached.
 
-    step may return its own per-stage ms; the whole call is always recorded as 'frame'.
+    step may return its own per-stage ms; the whole call is always recorded as 'frame'. `prepare(i)`, when given,
+    runs before each step(i), untimed (fetching the next frame of a FrameStream).
     """
+    prepare = prepare or (lambda index: None)
     for index in range(warmup):
+        prepare(index)
         step(index)
     samples: dict[str, list[float]] = {"frame": []}
     started = time.perf_counter()
     index = 0
     while index < max_iters and (index < min_iters or time.perf_counter() - started < min_seconds):
+        prepare(index)
         t0 = time.perf_counter()
         stages = step(index) or {}
         samples["frame"].append((time.perf_counter() - t0) * 1e3)
@@ -55,14 +60,57 @@ def time_loop(
     return samples
 
 
+class FrameStream(Sequence[np.ndarray]):
+    """`count` frames to cycle through, made on demand by `open_frames()` (a fresh iterator from the first frame):
+    the first ones that fit in `keep_bytes` are kept, the others are made again on each pass. So `bench --frames
+    20000` holds at most `keep_bytes` of frames instead of rendering all of them up front. A source with fewer than
+    `count` frames cycles over the ones it has."""
+
+    def __init__(self, open_frames: Callable[[], Iterator[np.ndarray]], count: int, keep_bytes: int = 512 << 20
+                 ) -> None:
+        self._open, self._count, self._keep_bytes = open_frames, int(count), keep_bytes
+        self._kept: list[np.ndarray] = []
+        self._iterator: Iterator[np.ndarray] | None = None
+        self._position = 0  # index of the frame self._iterator yields next
+
+    def __len__(self) -> int:
+        return self._count
+
+    def __getitem__(self, index: int) -> np.ndarray:  # type: ignore[override]
+        index = int(index) % self._count
+        if index < len(self._kept):
+            return self._kept[index]
+        if self._iterator is None or index < self._position:
+            self._iterator, self._position = iter(self._open()), 0
+        while True:
+            frame = next(self._iterator, None)
+            if frame is None:  # fewer frames than asked for: cycle over those there are
+                if self._position == 0:
+                    from edgeseg.errors import DataError
+
+                    raise DataError("the frame source gave no frames")
+                self._count = self._position
+                return self[index]
+            if self._position == len(self._kept) and (len(self._kept) + 1) * frame.nbytes <= self._keep_bytes:
+                self._kept.append(frame)
+            self._position += 1
+            if self._position > index:
+                return frame
+
+
 def benchmark_segmenter(segmenter: Any, frames: Sequence[np.ndarray], **loop_options: Any) -> dict[str, Any]:
-    """Per-stage and whole-frame latency of segmenter.predict([frame]) cycling over `frames`."""
+    """Per-stage and whole-frame latency of segmenter.predict([frame]) cycling over `frames` (a list, or a
+    FrameStream whose frames are fetched outside the timed call)."""
+    current: list[np.ndarray] = []
+
+    def prepare(index: int) -> None:
+        current[:] = [frames[index % len(frames)]]
 
     def step(index: int) -> dict[str, float]:
-        segmenter.predict([frames[index % len(frames)]])
+        segmenter.predict(current)
         return dict(segmenter.stage_ms)
 
-    samples = time_loop(step, **loop_options)
+    samples = time_loop(step, prepare=prepare, **loop_options)
     stages = {name: latency_summary(values) for name, values in samples.items()}
     return {
         "model": str(getattr(segmenter.backend, "path", "")),

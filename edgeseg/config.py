@@ -6,10 +6,11 @@ The runtime reads it back and never asks the user to repeat input size, mean/std
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field, fields
+import math
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any, Sequence
 
-from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.errors import ConfigError, EdgeSegError, ModelFileError
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -32,6 +33,24 @@ def size_hw(value: Any, name: str = "size", minimum: int = 1) -> tuple[int, int]
     if h < minimum or w < minimum:
         raise ConfigError(f"{name} must be at least {minimum}x{minimum}, got (H, W) = {(h, w)}")
     return h, w
+
+
+def class_names(value: Any, where: str, error: type[EdgeSegError] = ConfigError) -> tuple[str, ...]:
+    """A list of distinct, non-empty class names, or `error` naming `where` and what is wrong.
+
+    A string is refused rather than read letter by letter ("abcdefgh" is not 8 classes), and duplicates are refused
+    because every score is reported by class name: two classes of one name would collapse into one."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, (list, tuple)):
+        raise error(f"{where}: 'classes' must be a list of class names, got {type(value).__name__} {value!r:.80}")
+    bad = next((name for name in value if not isinstance(name, str) or not name.strip()), None)
+    if bad is not None or not value:
+        raise error(f"{where}: class names must be non-empty strings, got {bad!r}" if value else
+                    f"{where}: 'classes' lists no class names")
+    repeated = sorted({name for name in value if value.count(name) > 1})
+    if repeated:
+        raise error(f"{where}: class names must be distinct (scores are reported by name); {repeated} appear more "
+                    "than once")
+    return tuple(value)
 
 
 def default_palette(num_classes: int) -> list[tuple[int, int, int]]:
@@ -100,6 +119,9 @@ class ModelMeta:
             raise ModelFileError(f"model metadata input_size must be (H, W) > 0, got {self.input_size}")
         if len(self.mean) != 3 or len(self.std) != 3 or 0.0 in self.std:
             raise ModelFileError(f"model metadata mean/std must be 3 numbers (std non-zero), got {self.mean}, {self.std}")
+        if not all(math.isfinite(v) for v in (*self.mean, *self.std)):  # NaN would turn every frame into NaN
+            raise ModelFileError(f"model metadata mean/std must be finite numbers, got {self.mean}, {self.std}")
+        class_names(list(self.classes), "model metadata", ModelFileError)
         if self.output_stride < 1:
             raise ModelFileError(f"model metadata output_stride must be >= 1, got {self.output_stride}")
         if self.input_format not in INPUT_FORMATS:
@@ -139,11 +161,21 @@ class ModelMeta:
         return ModelMeta.from_dict(data)
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "ModelMeta":
-        """Parse and validate; keys absent from `data` take the field defaults (the only place defaults live)."""
+    def from_dict(cls, data: dict[str, Any], where: str | None = None) -> "ModelMeta":
+        """Parse and validate; keys absent from `data` take the field defaults (the only place defaults live).
+        `where` (the file, e.g. "model.onnx") starts every error message, so the user knows which file is bad."""
+        try:
+            return cls._from_dict(data)
+        except ModelFileError as exc:
+            if where is None:
+                raise
+            raise ModelFileError(f"{where}: {exc}") from exc
+
+    @classmethod
+    def _from_dict(cls, data: dict[str, Any]) -> "ModelMeta":
         converters = {
             "model_name": str,
-            "classes": lambda v: tuple(str(c) for c in v),
+            "classes": lambda v: class_names(v, "model metadata", ModelFileError),
             "palette": lambda v: tuple(_shape(colour) for colour in v),
             "input_size": lambda v: (int(v[0]), int(v[1])) if len(v) == 2 else _shape(v),
             "mean": lambda v: tuple(float(x) for x in v),
@@ -164,19 +196,25 @@ class ModelMeta:
         unknown = sorted(set(data) - {f.name for f in fields(cls)})
         if unknown:
             raise ModelFileError(f"model metadata has unknown keys {unknown} (written by a newer EdgeSeg?)")
-        try:
-            kwargs = {name: converters[name](value) for name, value in data.items()}
-            return cls(**kwargs)
-        except (TypeError, ValueError, IndexError) as exc:
-            raise ModelFileError(f"model metadata is incomplete or malformed: {exc}") from exc
+        kwargs = {}
+        for name, value in data.items():  # one field at a time, so the error names the field that is wrong
+            try:
+                kwargs[name] = converters[name](value)
+            except (TypeError, ValueError, IndexError) as exc:
+                raise ModelFileError(f"model metadata field '{name}' is malformed ({value!r:.80}): {exc}") from exc
+        missing = [f.name for f in fields(cls) if f.name not in kwargs and f.default is MISSING
+                   and f.default_factory is MISSING]
+        if missing:
+            raise ModelFileError(f"model metadata is incomplete: it lacks {', '.join(missing)}")
+        return cls(**kwargs)
 
     @classmethod
-    def from_json(cls, text: str) -> "ModelMeta":
+    def from_json(cls, text: str, where: str | None = None) -> "ModelMeta":
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise ModelFileError(f"model metadata is not valid JSON: {exc}") from exc
-        return cls.from_dict(data)
+            raise ModelFileError(f"{where + ': ' if where else ''}model metadata is not valid JSON: {exc}") from exc
+        return cls.from_dict(data, where)
 
 
 def make_meta(

@@ -104,5 +104,8 @@ def evaluate_pred_dir(pred_dir: str | Path, dataset: Any, *, limit: int | None =
         label = dataset[index][1]
         if mask.shape != label.shape:
             raise DataError(f"prediction {path} is {mask.shape[1]}x{mask.shape[0]}, its label {label.shape[1]}x{label.shape[0]}")
-        accumulator.update(label, mask)
+        try:
+            accumulator.update(label, mask)
+        except DataError as exc:  # an id beyond the classes: say which file holds it
+            raise DataError(f"prediction {path}: {exc}") from exc
     return accumulator.scores()

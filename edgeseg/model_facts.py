@@ -19,14 +19,16 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
 
-from edgeseg.config import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, default_palette
+from edgeseg.config import IMAGENET_MEAN, IMAGENET_STD, ModelMeta, class_names, default_palette
 from edgeseg.errors import ConfigError, ModelFileError
+from edgeseg.memory import require_memory
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +66,8 @@ class ModelFacts:
                 continue
             if len(values) != 3:
                 raise ConfigError(f"{flag} takes 3 numbers (R G B), got {len(values)}")
+            if not all(math.isfinite(v) for v in values):
+                raise ConfigError(f"{flag} must be 3 finite numbers, got {' '.join(f'{v:g}' for v in values)}")
             if any(v > 1.0 for v in values) or any(v < 0.0 for v in values):
                 raise ConfigError(f"{flag} {' '.join(f'{v:g}' for v in values)} is not in 0-1 pixel units; "
                                   "--mean/--std take RGB in 0-1 units (divide 0-255 values by 255: 123.675 -> 0.485)")
@@ -104,6 +108,7 @@ def parse_classes(value: str) -> tuple[tuple[str, ...] | None, int, tuple[tuple[
         names = tuple(line.strip() for line in content.splitlines() if line.strip())
     if not names:
         raise ConfigError(f"--classes {path} lists no class names")
+    names = class_names(list(names), f"--classes {path}")  # distinct: scores are reported by name
     if palette is not None and len(palette) != len(names):
         raise ConfigError(f"--classes {path} has {len(names)} classes but {len(palette)} palette_rgb colours")
     return names, len(names), palette
@@ -175,6 +180,10 @@ class GraphFacts:
         else:
             raise ModelFileError(f"{name}'s input is {in_dtype}; EdgeSeg feeds float32/float16 or uint8 images")
         layout = _layout(in_shape)
+        if layout is None and in_shape[1] > 0 and in_shape[3] > 0:  # both known, and neither is 3 colours
+            raise ModelFileError(f"{name}'s input {_dims(in_shape)} has no axis of 3 colour channels (NCHW: "
+                                 f"{in_shape[1]} channels, NHWC: {in_shape[3]}); EdgeSeg feeds 3-channel colour frames, "
+                                 "so greyscale (1-channel) and other multi-channel inputs are not supported")
         if layout is None:
             layout = layout_hint
         elif layout_hint is not None and layout_hint != layout:
@@ -200,6 +209,9 @@ def _output(name: str, shape: tuple[int, ...], dtype: np.dtype) -> tuple[str, in
     integer = dtype.kind in "iu"
     if len(shape) == 4 and not integer:
         channels = shape[1] if shape[1] > 0 else None
+        if channels is not None and channels > 256:
+            raise ModelFileError(f"{name} outputs {channels} classes; EdgeSeg's masks are uint8, so at most 256 "
+                                 "classes are supported")
         hw = (shape[2], shape[3]) if shape[2] > 0 and shape[3] > 0 else None
         return "logits", channels, hw
     if len(shape) == 3 and integer:
@@ -290,6 +302,7 @@ def resolve_meta(name: str, stored: ModelMeta | None, facts: ModelFacts | None, 
                              f"{' '.join(flags for flags, _ in missing)} (or write them into the file once with "
                              "`edgeseg annotate`)")
     assert input_format is not None and input_size is not None and names is not None and palette is not None
+    _check_buffers_fit(name, input_size, len(names), given=facts.input_size is not None)
     data = stored.to_dict() if stored is not None else {"model_name": Path(name).stem,
                                                         "extra": {"facts": "given by flags (foreign model)"}}
     data.update(classes=names, palette=palette, input_size=input_size, mean=mean, std=std,
@@ -299,6 +312,14 @@ def resolve_meta(name: str, stored: ModelMeta | None, facts: ModelFacts | None, 
     if stored is None and facts.input_size is None and graph.input_size is not None:
         log.info("%s: input size %s read from the graph", name, _show(graph.input_size))
     return ModelMeta.from_dict(data)
+
+
+def _check_buffers_fit(name: str, input_size: tuple[int, int], classes: int, given: bool) -> None:
+    """One frame's buffers at the model's input size (float input, float logits, uint8 mask) must fit in memory."""
+    height, width = input_size
+    where = f"--input-size {height} {width}" if given else f"{name}'s input size {height}x{width}"
+    require_memory(height * width * (3 * 4 + classes * 4 + 1), f"one frame at {where} ({classes} classes)",
+                   "pass a smaller --input-size" if given else "export the model at a smaller input size")
 
 
 def _classes(name: str, stored: ModelMeta | None, facts: ModelFacts, graph: GraphFacts, missing: list[tuple[str, str]],

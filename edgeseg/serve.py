@@ -16,6 +16,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import re
 import shutil
 import signal
 import socket
@@ -23,6 +24,7 @@ import subprocess
 import sys
 import sysconfig
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -92,6 +94,26 @@ def _backend_of(config) -> str:
     return config.backend or platform_backends.get(config.platform, config.platform)
 
 
+def _check_ports_free(host: str, ports: dict[str, int]) -> None:
+    """Each port asked for (0 = any) is distinct and free now: another server on the HTTP port would answer our
+    readiness check, and we would print 'ready' with a gRPC address nobody listens on."""
+    chosen = {flag: port for flag, port in ports.items() if port}
+    if len(set(chosen.values())) != len(chosen):
+        raise ConfigError(f"{', '.join(f'{f} {p}' for f, p in chosen.items())}: each port must be different")
+    for flag, port in chosen.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers bind: TIME_WAIT is not "in use"
+            try:
+                probe.bind((host, port))
+            except OSError as exc:
+                raise ConfigError(f"{flag} {port} on {host} is in use ({exc.strerror}): another server listens "
+                                  "there; stop it, or pass another port (0 picks a free one)") from exc
+
+
+# A tritonserver log line saying a model failed to load: the server keeps running, never ready, until the timeout.
+_LOAD_FAILURE = re.compile(r"failed to load|failed to (?:initialize|create)|error: creating server", re.IGNORECASE)
+
+
 class TritonServer:
     """One tritonserver process on `repo`; a context manager that always stops it (SIGINT, then SIGKILL).
 
@@ -108,6 +130,7 @@ class TritonServer:
             if not 0 <= port <= 65535:
                 raise ConfigError(f"{flag} must be a TCP port (0-65535; 0 picks a free one), got {port}")
         self.host = host
+        _check_ports_free(host, {"--http-port": http_port, "--grpc-port": grpc_port, "--metrics-port": metrics_port})
         self.http_port = http_port or free_port(host)
         self.grpc_port = grpc_port or free_port(host)
         self.metrics_port = metrics_port or free_port(host)
@@ -117,6 +140,8 @@ class TritonServer:
         self.process: subprocess.Popen | None = None
         self._scratch: Path | None = None
         self._log_handle: IO[bytes] | None = None
+        self._relay: threading.Thread | None = None
+        self._failure: str | None = None  # the first log line saying a model failed to load
 
     # ----- addresses ---------------------------------------------------------------------------------------------
     @property
@@ -218,19 +243,42 @@ class TritonServer:
                 output = self._log_handle
             log.info("starting %s", " ".join(self.command(backend_dir)))
             # its own session: a Ctrl-C in the terminal reaches only us, and we stop the server in order
-            self.process = subprocess.Popen(self.command(backend_dir), env=self._environment(), stdout=output,
-                                            stderr=subprocess.STDOUT if output else None, start_new_session=True)
+            # its output is relayed (to --log or our stdout) line by line, so a load failure is seen at once
+            self.process = subprocess.Popen(self.command(backend_dir), env=self._environment(), stdout=subprocess.PIPE,
+                                            stderr=subprocess.STDOUT, start_new_session=True)
+            self._relay = threading.Thread(target=self._relay_output, args=(output,), daemon=True)
+            self._relay.start()
             self.wait_ready(timeout_s)
         except BaseException:
             self.stop()
             raise
         return self
 
+    def _relay_output(self, output: IO[bytes] | None) -> None:
+        """Copy the server's output to `output` (the log file) or our stdout, noting the first load failure."""
+        assert self.process is not None and self.process.stdout is not None
+        binary = output if output is not None else getattr(sys.stdout, "buffer", None)
+        for line in self.process.stdout:
+            text = line.decode(errors="replace")
+            if self._failure is None and _LOAD_FAILURE.search(text):
+                self._failure = text.strip()
+            try:
+                if binary is not None:
+                    binary.write(line)
+                    binary.flush()
+                else:  # stdout replaced by a text stream (a test's capture)
+                    sys.stdout.write(text)
+            except (OSError, ValueError):  # our stdout closed, or the log file closed by stop()
+                pass
+
     def wait_ready(self, timeout_s: float) -> None:
         deadline = time.monotonic() + timeout_s
         url = f"{self.http_url}/v2/health/ready"
         while time.monotonic() < deadline:
             assert self.process is not None
+            if self._failure is not None:
+                raise BackendUnavailableError(f"tritonserver could not load a model, so it will never be ready: "
+                                              f"{self._failure}")
             if self.process.poll() is not None:
                 raise BackendUnavailableError(
                     f"tritonserver exited with status {self.process.returncode} before it was ready{self._log_tail()}")
@@ -265,6 +313,9 @@ class TritonServer:
                     self.process.kill()
                     self.process.wait()
             status = self.process.returncode
+        if self._relay is not None:
+            self._relay.join(timeout=5)  # the pipe ends with the process: the log gets its last lines
+            self._relay = None
         if self._log_handle is not None:
             self._log_handle.close()
             self._log_handle = None

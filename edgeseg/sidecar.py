@@ -105,7 +105,7 @@ class EngineSidecar:
         try:
             body["inputs"] = tuple(_tensor(t) for t in data["inputs"])
             body["outputs"] = tuple(_tensor(t) for t in data["outputs"])
-            body["meta"] = ModelMeta.from_dict(data["meta"])
+            body["meta"] = ModelMeta.from_dict(data["meta"], where)
             if body.get("profile") is not None:
                 body["profile"] = tuple(tuple(int(d) for d in s) for s in body["profile"])
             body["compute_capabilities"] = tuple(str(c) for c in body.get("compute_capabilities", ()))

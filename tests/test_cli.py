@@ -121,7 +121,7 @@ def test_clear_errors_exit_2(tmp_path, capsys):
     bad = tmp_path / "bad.pt"
     bad.write_bytes(b"not a checkpoint")
     assert main(["export", str(bad), "--out", str(tmp_path / "e")]) == 2
-    assert "could not be loaded safely" in capsys.readouterr().err
+    assert "not an EdgeSeg checkpoint (corrupt" in capsys.readouterr().err
 
 
 @pytest.mark.slow

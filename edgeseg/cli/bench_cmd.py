@@ -7,6 +7,9 @@ import argparse
 import json
 from pathlib import Path
 
+from edgeseg.cli.numbers import finite_float
+
+
 # Lines under 80 columns: the help formatter keeps them as written.
 DESCRIPTION = """\
 Benchmark one or more exported models on this machine and print one table:
@@ -42,7 +45,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="size of the synthetic frames (without --source)")
     parser.add_argument("--frames", type=int, default=16, help="distinct frames to cycle through")
     parser.add_argument("--warmup", type=int, default=5, help="untimed calls first")
-    parser.add_argument("--min-seconds", type=float, default=3.0, help="time at least this long")
+    parser.add_argument("--min-seconds", type=finite_float, default=3.0, help="time at least this long")
     parser.add_argument("--min-iters", type=int, default=30, help="and at least this many calls")
     parser.add_argument("--data", default=None,
                         help="labelled dataset folder (or 'synthetic'): adds each model's mIoU on --split")
@@ -62,15 +65,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def _frames(source: str | None, count: int, size: tuple[int, int]) -> list:
-    """`count` BGR frames from a video or image folder, or synthetic street scenes of `size`."""
+def _frames(source: str | None, count: int, size: tuple[int, int]):
+    """`count` BGR frames from a video or image folder, or synthetic street scenes of `size`, made as they are
+    needed (edgeseg.bench.FrameStream): only those that fit in 512 MB are held."""
+    from edgeseg.bench import FrameStream
+
     if source is None:
         from edgeseg.data import synthetic_frames
 
-        return list(synthetic_frames(count, size))
+        return FrameStream(lambda: synthetic_frames(count, size), count)
     from edgeseg.data.frame_files import iter_frames
 
-    return list(iter_frames(source, limit=count))
+    return FrameStream(lambda: iter_frames(source, limit=count), count)
 
 
 def _check(args: argparse.Namespace) -> list[Path]:
@@ -85,7 +91,13 @@ def _check(args: argparse.Namespace) -> list[Path]:
         raise ConfigError("--warmup, --min-iters and --min-seconds must be >= 0")
     if args.min_iters < 1 and args.min_seconds <= 0:
         raise ConfigError("--min-iters 0 with --min-seconds 0 times nothing: give at least one of them")
-    size_hw(args.frame_size, "--frame-size")
+    height, width = size_hw(args.frame_size, "--frame-size")
+    if args.source is None:  # drawing one synthetic frame of that size must fit
+        from edgeseg.data.scenes.frames import render_bytes
+        from edgeseg.memory import require_memory
+
+        require_memory(render_bytes((height, width)), f"a synthetic frame at --frame-size {height} {width}",
+                       "pass a smaller --frame-size")
     if args.limit is not None and args.data is None:
         raise ConfigError("--limit counts --data images to score: give --data DIR too, or leave --limit out")
     if args.limit is not None and args.limit < 1:

@@ -7,6 +7,8 @@ import json
 import time
 from pathlib import Path
 
+from edgeseg.cli.numbers import finite_float
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("demo", help="train, eval, export, run and bench in one go")
@@ -17,7 +19,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--batch-size", type=int, default=8, help="training images per step")
     parser.add_argument("--image-size", type=int, nargs=2, metavar=("H", "W"), default=None,
                         help="training/export size (unset: 128 160 on synthetic scenes, half the dataset's size)")
-    parser.add_argument("--max-minutes", type=float, default=2.0, help="training time budget")
+    parser.add_argument("--max-minutes", type=finite_float, default=2.0, help="training time budget")
     parser.add_argument("--video", default=None,
                         help="video to segment (unset: a synthetic one, or the dataset's first *.mp4)")
     parser.add_argument("--video-frames", type=int, default=90, help="length of the synthetic demo video")
@@ -38,6 +40,32 @@ def _image_size(args: argparse.Namespace) -> tuple[int, int]:
         height, width = open_dataset(args.data, "train")[0][0].shape[:2]
         return size_hw((height // 2, width // 2), f"half the image size of {args.data}", minimum=16)
     return (128, 160)
+
+
+def _check(args: argparse.Namespace, out: Path, size: tuple[int, int]):
+    """Everything the five steps need, checked before the minutes of training: the training options, --out, and
+    the video (it must exist and decode) or the synthetic video's length. Returns the TrainConfig."""
+    from edgeseg.errors import ConfigError, DataError
+    from edgeseg.training.trainer import TrainConfig, _check_config
+
+    config = TrainConfig(
+        data=args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size, image_size=size,
+        out=str(out / "train"), max_minutes=args.max_minutes, workers=args.workers, optimizer="adamw",
+        force=True,  # the demo's own folder: each run starts afresh
+    )
+    _check_config(config)  # --out itself was checked by the output guard before this
+    if args.video:
+        from edgeseg.data.frame_files import iter_frames
+
+        if not Path(args.video).is_file():
+            raise ConfigError(f"--video {args.video} is not a file")
+        try:
+            next(iter_frames(args.video, limit=1))
+        except DataError as exc:
+            raise DataError(f"--video {args.video} cannot be decoded: {exc}") from exc
+    elif args.video_frames < 1:
+        raise ConfigError(f"--video-frames must be >= 1 (the synthetic video's length), got {args.video_frames}")
+    return config
 
 
 def _video_source(args: argparse.Namespace, out: Path, size: tuple[int, int]) -> str:
@@ -63,24 +91,20 @@ def run(args: argparse.Namespace) -> int:
     from edgeseg.runtime.segmenter import Segmenter
     from edgeseg.training.checkpoint import load_model
     from edgeseg.training.predictor import TorchPredictor
-    from edgeseg.training.trainer import TrainConfig, train
+    from edgeseg.training.trainer import train
 
     from edgeseg.output_guard import Output, check_outputs, dataset_input, source_inputs
 
     check_outputs([Output("--out", args.out, folder=True)], dataset_input(args.data) + source_inputs([args.video]))
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     size = _image_size(args)
+    config = _check(args, out, size)
+    out.mkdir(parents=True, exist_ok=True)
     timings: dict[str, float] = {}
     started = time.perf_counter()
 
     print(f"[1/5] training {args.model} on {args.data} at {size[0]}x{size[1]} (budget {args.max_minutes} min)")
     t0 = time.perf_counter()
-    config = TrainConfig(
-        data=args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size, image_size=size,
-        out=str(out / "train"), max_minutes=args.max_minutes, workers=args.workers, optimizer="adamw",
-        force=True,  # the demo's own folder: each run starts afresh
-    )
     train(config)
     timings["train_s"] = time.perf_counter() - t0
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from edgeseg.cli.numbers import finite_float
+
 # The format table is light (no torch, onnx or TensorRT): the parser is built from it at every `edgeseg` start.
 from edgeseg.export.formats import COMMON_OPTIONS, DEFAULT_PRECISIONS, FORMATS, Option, all_options, export_formats
 
@@ -30,6 +32,9 @@ def _formats_table() -> str:
 
 def _cli_type(option: Option):
     """The option's parser as argparse wants it: a ValueError becomes a usage error naming the flag."""
+    if option.type is float:  # finite, like every float option (edgeseg.cli.numbers)
+        return finite_float
+
     def parse(text: str):
         try:
             return option.type(text)

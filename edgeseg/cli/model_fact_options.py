@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgeseg.cli.numbers import finite_float
 from edgeseg.config import size_hw
 from edgeseg.errors import ConfigError
 from edgeseg.model_facts import LAYOUTS, OUTPUT_KINDS, ModelFacts, parse_classes, parse_palette
@@ -24,10 +25,10 @@ def add_model_fact_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--palette", metavar="FILE",
                        help="class colours: a JSON list of [R, G, B] (or {\"palette_rgb\": [...]}) or text lines "
                        "'R G B'; without it the file's palette, else the PASCAL VOC colour map")
-    group.add_argument("--mean", type=float, nargs=3, metavar=("R", "G", "B"),
+    group.add_argument("--mean", type=finite_float, nargs=3, metavar=("R", "G", "B"),
                        help="per-channel mean the float input is normalised by, RGB in 0-1 pixel units "
                        "(ImageNet: 0.485 0.456 0.406; mmseg's 123.675 116.28 103.53 divided by 255)")
-    group.add_argument("--std", type=float, nargs=3, metavar=("R", "G", "B"),
+    group.add_argument("--std", type=finite_float, nargs=3, metavar=("R", "G", "B"),
                        help="per-channel standard deviation, RGB in 0-1 pixel units (ImageNet: 0.229 0.224 0.225)")
     group.add_argument("--input-size", type=int, nargs=2, metavar=("H", "W"),
                        help="the height and width frames are resized to (needed when the graph's are dynamic)")

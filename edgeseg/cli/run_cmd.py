@@ -11,6 +11,7 @@ import sys
 from typing import Any
 
 from edgeseg.cli.model_fact_options import add_model_fact_options, model_facts_from_args
+from edgeseg.cli.numbers import finite_float
 from edgeseg.errors import ConfigError
 
 _EPILOG = """\
@@ -56,7 +57,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--legend", action="store_true", help="draw the class names in their colours")
     parser.add_argument("--show-fps", action="store_true", help="draw the running FPS on each picture")
     parser.add_argument("--masks", metavar="DIR", help="write class-id mask PNGs (frame resolution) here")
-    parser.add_argument("--alpha", type=float, default=0.5, help="overlay opacity of the mask colours")
+    parser.add_argument("--alpha", type=finite_float, default=0.5, help="overlay opacity of the mask colours")
     parser.add_argument("--mode", choices=("all", "realtime"), default="all",
                         help="all: every frame processed; realtime: live sources drop stale frames")
     parser.add_argument("--display", action="store_true", help="show the overlay in a window (needs a screen)")
@@ -72,11 +73,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         help="frames buffered per source (unset: 4 in --mode all, 1 in --mode realtime)")
     parser.add_argument("--reconnect-attempts", type=int, default=5, metavar="N",
                         help="reopen attempts for a live source whose reads fail")
-    parser.add_argument("--reconnect-delay", type=float, default=0.5, metavar="S",
+    parser.add_argument("--reconnect-delay", type=finite_float, default=0.5, metavar="S",
                         help="first reconnect wait; doubles each attempt, up to 8 s")
     from edgeseg.pipeline.sources import DEFAULT_STALL_TIMEOUT_S
 
-    parser.add_argument("--stall-timeout", type=float, default=DEFAULT_STALL_TIMEOUT_S, metavar="S",
+    parser.add_argument("--stall-timeout", type=finite_float, default=DEFAULT_STALL_TIMEOUT_S, metavar="S",
                         help="a network stream (rtsp://, http://) that sends nothing for S seconds counts as a failed "
                         "open/read and is reconnected; FFmpeg alone would wait 30 s")
     from edgeseg.runtime.backends import BACKENDS  # numpy only: the backends themselves import lazily

@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import signal
 
+from edgeseg.cli.numbers import finite_float
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     parser = sub.add_parser("serve", help="run a local Triton Inference Server on a model repository",
@@ -24,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--model", action="append", metavar="NAME",
                         help="load only this model (repeatable); unset: every model this server has a backend for")
     parser.add_argument("--log", metavar="FILE", help="write the server's output here instead of the terminal")
-    parser.add_argument("--startup-timeout", type=float, default=120.0, metavar="S",
+    parser.add_argument("--startup-timeout", type=finite_float, default=120.0, metavar="S",
                         help="give up when the server is not ready after S seconds")
     parser.set_defaults(func=run)
 

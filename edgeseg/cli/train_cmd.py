@@ -8,6 +8,7 @@ import logging
 import textwrap
 
 from edgeseg.cli.explicit_options import explicit_options, track_explicit
+from edgeseg.cli.numbers import finite_float
 from edgeseg.training.recipes import get_recipe, list_recipes  # plain data, no torch
 
 log = logging.getLogger(__name__)
@@ -59,14 +60,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--force", action="store_true",
                         help="start afresh in an --out that holds another run's checkpoints, replacing them")
     parser.add_argument("--optimizer", choices=("sgd", "adamw"), default="sgd", help="optimizer (poly LR schedule)")
-    parser.add_argument("--lr", type=float, default=None,
+    parser.add_argument("--lr", type=finite_float, default=None,
                         help="base learning rate, > 0; when not given 0.01 for SGD, 1e-3 for AdamW")
-    parser.add_argument("--weight-decay", type=float, default=1e-4, help="L2 weight decay, >= 0")
+    parser.add_argument("--weight-decay", type=finite_float, default=1e-4, help="L2 weight decay, >= 0")
     parser.add_argument("--class-weights", choices=("none", "auto"), default="none",
                         help="loss weight per class; auto: median frequency balancing from the training labels")
     parser.add_argument("--workers", type=int, default=2, help="data loader processes; 0 loads in the main process")
     parser.add_argument("--seed", type=int, default=0, help="seed of the weights' initialisation and augmentation")
-    parser.add_argument("--max-minutes", type=float, default=None,
+    parser.add_argument("--max-minutes", type=finite_float, default=None,
                         help="stop after this much training time, > 0; the last epoch is still evaluated and saved")
     parser.add_argument("--no-amp", action="store_true", help="disable mixed precision on CUDA")
     parser.add_argument("--amp-dtype", choices=("float16", "bfloat16"), default="float16",
@@ -92,22 +93,22 @@ def _add_generalisation_options(parser: argparse.ArgumentParser) -> None:
                              "not given the prefix before the first '_' (0016E5_07959 -> 0016E5)")
     parser.add_argument("--group-file", default=None, metavar="FILE",
                         help="file of 'NAME GROUP' lines giving each sample's group, instead of --group-pattern")
-    parser.add_argument("--scale-range", type=float, nargs=2, metavar=("LOW", "HIGH"), default=(0.5, 2.0),
+    parser.add_argument("--scale-range", type=finite_float, nargs=2, metavar=("LOW", "HIGH"), default=(0.5, 2.0),
                         help="random scale of training crops relative to the evaluation view, 0 < LOW <= HIGH")
     parser.add_argument("--photometric", action=argparse.BooleanOptionalAction, default=False,
                         help="random brightness, contrast, saturation, hue and blur of training images")
     parser.add_argument("--loss", choices=_LOSSES, default="ce",
                         help="ce: cross-entropy over every pixel; ohem: only the hard pixels (see --ohem-*)")
-    parser.add_argument("--ohem-thresh", type=float, default=0.7,
+    parser.add_argument("--ohem-thresh", type=finite_float, default=0.7,
                         help="--loss ohem: a pixel is hard when its true class gets a probability below this")
     parser.add_argument("--ohem-min-kept", type=int, default=None,
                         help="--loss ohem (needed there): the fewest hardest pixels kept per image")
-    parser.add_argument("--label-smoothing", type=float, default=0.0,
+    parser.add_argument("--label-smoothing", type=finite_float, default=0.0,
                         help="label smoothing of the loss, in [0, 1)")
-    parser.add_argument("--aux-weight", type=float, default=0.0,
+    parser.add_argument("--aux-weight", type=finite_float, default=0.0,
                         help="deep supervision: add auxiliary score heads on the stride-8 and stride-16 features "
                              "(pool3/pool4) with this loss weight (e.g. 0.4); used in training only, never exported")
-    parser.add_argument("--ema-decay", type=float, default=None,
+    parser.add_argument("--ema-decay", type=finite_float, default=None,
                         help="keep an exponential moving average of the weights with this decay in [0, 1) "
                              "(e.g. 0.998); validation, best.pt and export then use the averaged weights")
     parser.add_argument("--lr-warmup-steps", type=int, default=0,

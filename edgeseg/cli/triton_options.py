@@ -35,6 +35,9 @@ def triton_target(model: str | None, args: argparse.Namespace) -> tuple[str, dic
     url, name = args.url or model, args.triton_model
     if not url:
         raise ConfigError("--backend triton needs the server: give --url HOST:PORT (or HOST:PORT as MODEL)")
+    from edgeseg.runtime.backends.triton import triton_address  # numpy only: tritonclient is imported on use
+
+    triton_address(url)  # checked now, before any source, dataset or model is opened
     if args.url and model and model != args.url:
         if name and name != model:
             raise ConfigError(f"MODEL {model!r} and --triton-model {name!r} name different Triton models; give one")

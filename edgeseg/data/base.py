@@ -17,7 +17,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from edgeseg.config import IGNORE_INDEX, default_palette
+from edgeseg.config import IGNORE_INDEX, class_names, default_palette
 from edgeseg.data._png import read_label_png
 from edgeseg.errors import ConfigError, DataError
 
@@ -38,6 +38,7 @@ class DatasetInfo:
         palette = tuple(tuple(int(v) for v in colour) for colour in palette)
         if not classes:
             raise ConfigError("DatasetInfo needs at least one class")
+        class_names(list(classes), "DatasetInfo")  # distinct names: scores are reported by name
         if len(classes) > 255:
             raise ConfigError(
                 f"DatasetInfo has {len(classes)} classes; labels are uint8 with 255 = ignore, so 255 at most"
@@ -197,6 +198,7 @@ def validate_dataset(dataset: SegmentationDataset, limit: int | None = None) -> 
     split = getattr(dataset, "split", "")
     if len(dataset) == 0:
         raise DataError(f"{dataset!r} has no samples")
+    labelled = False  # some pixel of some label is a class, not void
     for index in range(count):
         where = f"{split} sample {index} ({dataset.name_of(index)})".lstrip()
         try:
@@ -211,4 +213,9 @@ def validate_dataset(dataset: SegmentationDataset, limit: int | None = None) -> 
             )
         if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != label.shape:
             raise DataError(f"{where} has image {image.shape} and label {label.shape}; they must match in (H, W)")
+        labelled = labelled or bool((label != IGNORE_INDEX).any())
+    if not labelled:  # training would score NaN every epoch and never keep a best.pt
+        raise DataError(f"every label of the {split or 'dataset'} split is void ({count} checked, all pixels 255 or "
+                        "the dataset's ignore_index): it has nothing to learn or score; label some pixels, or check "
+                        "that classes.json's ignore_index is not a class id")
     return count

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from edgeseg.config import IGNORE_INDEX, default_palette
+from edgeseg.config import IGNORE_INDEX, class_names, default_palette
 from edgeseg.data._png import read_label_png
 from edgeseg.data.base import DatasetInfo, FileDataset, LabelMap
 from edgeseg.errors import ConfigError, DataError
@@ -50,7 +50,7 @@ def read_classes_json(path: Path) -> tuple[DatasetInfo, int]:
     """(DatasetInfo, void id on disk) from a classes.json; DataError naming the file when it is malformed."""
     try:
         data = json.loads(path.read_text())
-        classes = [str(c) for c in data["classes"]]
+        classes = list(class_names(data["classes"], str(path), DataError))
         palette = data.get("palette_rgb")
         void = int(data.get("ignore_index", IGNORE_INDEX))
     except (OSError, ValueError, KeyError, TypeError) as exc:

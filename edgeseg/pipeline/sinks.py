@@ -80,6 +80,17 @@ def h264_encoder_available() -> bool:
             writer.release()
 
 
+def _codec_works(codec: str, fps: float, size_wh: tuple[int, int]) -> bool:
+    """Can this OpenCV encode `codec` at all? Tried on a scratch file, so the answer is about the codec alone."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="edgeseg-codec-") as scratch:
+        writer = cv2.VideoWriter(os.path.join(scratch, "probe.mp4"), cv2.VideoWriter.fourcc(*codec), fps, size_wh)
+        works = writer.isOpened()
+        writer.release()
+    return works
+
+
 class VideoSink:
     """An MP4 file, H.264 where this OpenCV can encode it, else mp4v (with a warning); its size is the first
     frame's, later frames of another size are resized to it. `codec` says which codec was used.
@@ -136,7 +147,13 @@ class VideoSink:
             if writer.isOpened():
                 break
             writer.release()
-            _UNAVAILABLE_CODECS.add(codec)  # try it once per process: FFmpeg logs each failed attempt
+            if _codec_works(codec, self.fps, self.size_wh):  # the codec is fine: this path cannot be written
+                self._discard()
+                raise EdgeSegError(f"could not open '{self.path}' for writing: check that its folder exists and is "
+                                   "writable, and that the name is not a folder")
+            # only a codec found missing is remembered (FFmpeg logs each failed attempt), never a failed path, so
+            # one bad path does not make every later video in this process skip a working codec
+            _UNAVAILABLE_CODECS.add(codec)
         else:
             self._discard()
             raise EdgeSegError(

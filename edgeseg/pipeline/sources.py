@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 
 from edgeseg.errors import SourceError
-from edgeseg.files import IMAGE_SUFFIXES, VIDEO_SUFFIXES
+from edgeseg.files import IMAGE_SUFFIXES
 
 log = logging.getLogger(__name__)
 
@@ -342,6 +342,9 @@ def open_source(spec: str | os.PathLike[str] | Source, *, stall_timeout_s: float
             raise SourceError(f"source {text!r}: expected synthetic[:N][@FPS], N a frame count and FPS the pace "
                               f"(default {SYNTHETIC_DEFAULT_FPS:g}; 0: as fast as frames are read)")
         count, fps = match.group(1), match.group(2)
+        if count is not None and int(count) < 1:  # zero frames would end at once and write no --out at all
+            raise SourceError(f"source {text!r}: N counts the frames to generate and must be >= 1 "
+                              "('synthetic' alone never ends)")
         pace = SYNTHETIC_DEFAULT_FPS if fps is None else float(fps)
         source = SyntheticSource(int(count) if count else None, fps=pace or None)
         source.description = text

@@ -26,7 +26,7 @@ from typing import Any, Iterable, Sequence
 import cv2
 import numpy as np
 
-from edgeseg.config import ModelMeta
+from edgeseg.config import IGNORE_INDEX, ModelMeta
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.runtime import ops
 
@@ -113,6 +113,7 @@ class ProcessingPlan:
         if self.output == "classmap":
             if output.ndim != 3:
                 raise DataError(f"a classmap graph must output (N, H, W), got {output.shape}")
+            self.check_class_ids(output)
             return [np.array(one, dtype=np.uint8, copy=True) for one in output]
         if output.ndim != 4:
             raise DataError(f"a logits graph must output (N, C, H, W), got {output.shape}")
@@ -120,6 +121,19 @@ class ProcessingPlan:
             return [ops.upsample_argmax(np.ascontiguousarray(one), self.input_size, self.output_stride)
                     for one in output]
         return [ops.argmax(np.ascontiguousarray(one)) for one in output]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.palette_bgr)
+
+    def check_class_ids(self, class_map: np.ndarray) -> None:
+        """A graph's in-graph argmax may give any id: one beyond the classes would be painted as no class at all and
+        scored as wrong everywhere. Refuse it, as `eval --pred` does for prediction PNGs."""
+        highest = int(class_map.max()) if class_map.size else 0
+        if highest >= self.num_classes:
+            raise DataError(f"the model's class map holds class id {highest}, but it has {self.num_classes} classes "
+                            f"(0..{self.num_classes - 1}): pass --classes with the model's real class count "
+                            "(more than its highest id)")
 
     # ----- outputs ---------------------------------------------------------------------------------------------------
     @staticmethod
@@ -131,11 +145,25 @@ class ProcessingPlan:
         return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
     def colorize(self, mask: np.ndarray) -> np.ndarray:
+        self._check_paintable(mask)
         return ops.colorize(mask, self.palette_bgr)
 
     def overlay(self, frame: np.ndarray, mask: np.ndarray, alpha: float = 0.5) -> np.ndarray:
         """Colours blended over the frame; the mask may be at model size (the kernel resizes it, nearest)."""
+        self._check_paintable(mask)
         return ops.overlay(frame, mask, self.palette_bgr, alpha)
+
+    def _check_paintable(self, mask: np.ndarray) -> None:
+        """Ids 0..K-1 have colours and 255 is void (left unpainted); the kernels would paint any other id like void,
+        so a mask from another model or a wrong class count would look plausible. Refuse it instead."""
+        mask = np.asarray(mask)
+        if mask.size == 0 or int(mask.max()) < self.num_classes:
+            return
+        beyond = np.unique(mask[(mask >= self.num_classes) & (mask != IGNORE_INDEX)])
+        if beyond.size:
+            raise DataError(f"the mask holds class ids {beyond[:8].tolist()} beyond the palette's {self.num_classes} "
+                            f"colours (ids 0..{self.num_classes - 1}, 255 = void): it is not this model's mask, or "
+                            "the class count (--classes) is wrong")
 
     def render(self, frame: np.ndarray, mask: np.ndarray, outputs: Iterable[str], alpha: float = 0.5
                ) -> dict[str, np.ndarray]:

@@ -15,6 +15,7 @@ from typing import Sequence
 import numpy as np
 
 from edgeseg.config import ModelMeta
+from edgeseg.errors import DataError
 from edgeseg.model_facts import ModelFacts
 from edgeseg.runtime.backends import Backend, open_backend
 from edgeseg.runtime.plan import STAGES, ProcessingPlan, check_frame
@@ -66,6 +67,9 @@ class Segmenter:
     # ----- public API ---------------------------------------------------------------------------
     def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Masks (uint8, model resolution) for a list of BGR frames, batched up to max_batch per call."""
+        if isinstance(frames, np.ndarray) and frames.ndim == 3:  # list() would split one frame into its rows
+            raise DataError(f"predict takes a list of frames, got one {frames.shape} array: call predict([frame]) "
+                            "or segment(frame)")
         frames = list(frames)
         if not frames:
             return []

@@ -18,6 +18,7 @@ from edgeseg.torch_files import load_torch_file
 
 CHECKPOINT_FORMAT = "edgeseg-checkpoint"
 CHECKPOINT_VERSION = 1
+_NOT_A_CHECKPOINT = ": not an EdgeSeg checkpoint (corrupt, or an ONNX file: export needs the .pt that train wrote)"
 
 
 def save_checkpoint(path: str | Path, model: Any, meta: ModelMeta, **state: Any) -> Path:
@@ -41,11 +42,18 @@ def save_checkpoint(path: str | Path, model: Any, meta: ModelMeta, **state: Any)
 def read_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint dict safely (weights_only=True) and check it is ours."""
     path = Path(path)
-    payload = load_torch_file(path, "checkpoint")
+    payload = load_torch_file(path, "checkpoint", unreadable_hint=_NOT_A_CHECKPOINT)
     if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
         raise ModelFileError(f"{path} is not an EdgeSeg checkpoint (no '{CHECKPOINT_FORMAT}' format tag)")
     if "state_dict" not in payload or "meta" not in payload:
         raise ModelFileError(f"checkpoint {path} lacks 'state_dict' or 'meta'")
+    weights = payload["state_dict"]
+    if not isinstance(weights, dict) or not all(isinstance(key, str) for key in weights):
+        raise ModelFileError(f"checkpoint {path}: its 'state_dict' is a {type(weights).__name__}, not a dict of named "
+                             "weights; give a best.pt or last.pt that `edgeseg train` wrote")
+    if not isinstance(payload["meta"], dict):
+        raise ModelFileError(f"checkpoint {path}: its 'meta' is a {type(payload['meta']).__name__}, not the model "
+                             "metadata `edgeseg train` writes")
     return payload
 
 

@@ -43,6 +43,7 @@ from edgeseg.evaluation import evaluate_predictor
 from edgeseg.files import write_file
 from edgeseg.metrics import format_score
 from edgeseg.models import build_model
+from edgeseg.models.fcn import FCN, PAD_MULTIPLE
 from edgeseg.models.registry import get_model_builder
 from edgeseg.pipeline.progress import is_terminal, tqdm_options
 from edgeseg.training.checkpoint import read_checkpoint, save_checkpoint
@@ -202,7 +203,7 @@ def train(config: TrainConfig) -> dict:
     """Train, evaluate every epoch, keep best/last checkpoints and the history. Returns the metrics.json content."""
     size = _check_config(config)
     out = _check_out(config)
-    resume = _resume_state(config, out)
+    resume = _resume_state(config, out, size)
     run = _prepare(config, size, out, resume)
     for epoch in range(run.start_epoch, config.epochs):
         started = time.perf_counter()
@@ -233,6 +234,8 @@ def _check_config(config: TrainConfig) -> tuple[int, int]:
         raise ConfigError(f"--amp-dtype must be one of {AMP_DTYPES}, got {config.amp_dtype!r}")
     if config.eval_every < 1:
         raise ConfigError(f"--eval-every must be >= 1 (validate every N epochs), got {config.eval_every}")
+    if not 0 <= config.seed < 2**32:  # numpy and torch seeds are unsigned 32-bit
+        raise ConfigError(f"--seed must be in 0..{2**32 - 1}, got {config.seed}")
     if config.workers < 0:
         raise ConfigError(f"--workers must be >= 0 (0 loads data in the main process), got {config.workers}")
     if config.lr is not None and not (math.isfinite(config.lr) and config.lr > 0):
@@ -310,14 +313,20 @@ def _make_out(out: Path) -> None:
         raise OutputPathError(f"--out {out} cannot be created: {exc.strerror or exc}") from exc
 
 
-def _resume_state(config: TrainConfig, out: Path) -> dict | None:
-    """OUT/last.pt when --resume is given, checked to hold the same model and fewer epochs than --epochs."""
+def _resume_state(config: TrainConfig, out: Path, size: tuple[int, int]) -> dict | None:
+    """OUT/last.pt when --resume is given, checked to hold the same model at the same --image-size and fewer epochs
+    than --epochs (the classes are compared with --data's once the data is open, in _prepare)."""
     if not config.resume:
         return None
     last = out / "last.pt"
     state = read_checkpoint(last)
-    if state["meta"]["model_name"] != config.model:
-        raise ConfigError(f"--resume: {last} holds {state['meta']['model_name']}, not {config.model}")
+    stored = ModelMeta.from_dict(state["meta"], f"--resume: {last}")  # names a missing or malformed field
+    if stored.model_name != config.model:
+        raise ConfigError(f"--resume: {last} holds {stored.model_name}, not --model {config.model}; resume with "
+                          f"--model {stored.model_name}, or start a new --out")
+    if tuple(stored.input_size) != tuple(size):
+        raise ConfigError(f"--resume: {last} was trained at --image-size {stored.input_size[0]} "
+                          f"{stored.input_size[1]}, not {size[0]} {size[1]}; resume at its size, or start a new --out")
     done = int(state.get("epoch", -1)) + 1
     if config.epochs <= done:
         raise ConfigError(f"--resume: {last} has already trained {done} epochs; give --epochs greater than {done} "
@@ -342,6 +351,7 @@ def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict
                           f"but --data {config.data} has {list(meta.classes)}")
 
     core = build_model(config.model, num_classes=meta.num_classes, pretrained_backbone=config.pretrained_backbone)
+    _check_batch_norm_fits(core, config.batch_size, size)
     if resume is not None:
         core.load_state_dict(resume["state_dict"])
     core.to(device)
@@ -395,6 +405,20 @@ def _prepare(config: TrainConfig, size: tuple[int, int], out: Path, resume: dict
     if rank == 0:
         _make_out(out)
     return run
+
+
+def _check_batch_norm_fits(model: torch.nn.Module, batch_size: int, size: tuple[int, int]) -> None:
+    """BatchNorm in training mode needs more than one value per channel: at 16x16 with --batch-size 1 an FCN's
+    stride-32 features are one pixel, and torch would fail in the first step. Say which options to change."""
+    if not isinstance(model, FCN) or not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm)
+                                             for m in model.modules()):
+        return
+    cells = math.ceil(size[0] / PAD_MULTIPLE) * math.ceil(size[1] / PAD_MULTIPLE)
+    if batch_size * cells < 2:
+        raise ConfigError(f"--batch-size {batch_size} at --image-size {size[0]} {size[1]}: the model's stride-"
+                          f"{PAD_MULTIPLE} features are {cells} pixel per image, and its BatchNorm layers need "
+                          "more than one value per channel to train; use --batch-size 2 or more, or an --image-size "
+                          f"above {PAD_MULTIPLE} on one side")
 
 
 def _make_ema(config: TrainConfig, core: torch.nn.Module, out: Path, resume: dict | None) -> ModelEma | None:

@@ -267,7 +267,7 @@ def _bad_checkpoints(root, tiny_ckpt):
     return {
         "folder": (folder, "is a folder, not a file; give the file itself (e.g. " + str(folder / "best.pt")),
         "missing": (root / "missing.pt", "does not exist"),
-        "truncated": (truncated, "could not be loaded safely"),
+        "truncated": (truncated, "not an EdgeSeg checkpoint (corrupt"),
         "foreign": (root / "foreign.pt", "is not an EdgeSeg checkpoint"),
         "list": (root / "list.pt", "is not an EdgeSeg checkpoint"),
         "unknown_model": (root / "unknown_model.pt", "no_such_model"),

@@ -60,7 +60,7 @@ def test_load_pretrained_errors_name_the_file(tmp_path) -> None:
         backbone.load_pretrained(missing)
     garbled = tmp_path / "garbled.pth"
     garbled.write_bytes(b"truncated: not a torch file")
-    with pytest.raises(ModelFileError, match="garbled.pth could not be loaded"):
+    with pytest.raises(ModelFileError, match="garbled.pth is not a readable torch file"):
         backbone.load_pretrained(garbled)
     partial = tmp_path / "partial.pth"
     state = dict(backbone.state_dict())

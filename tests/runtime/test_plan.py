@@ -112,13 +112,15 @@ def test_postprocess_returns_masks_the_caller_owns():
 def test_render_takes_the_cheap_route_and_matches_the_resize_first_route():
     plan = ProcessingPlan.from_meta(_meta())
     frame = _frame(37, 53)
-    mask = np.random.default_rng(1).integers(0, 5, (12, 16), dtype=np.uint8)  # 4 = void: frame left as is
+    mask = np.random.default_rng(1).integers(0, 5, (12, 16), dtype=np.uint8)
+    mask[mask == 4] = 255  # void: frame left as is
     full = cv2.resize(mask, (53, 37), interpolation=cv2.INTER_NEAREST)
     out = plan.render(frame, mask, ["overlay", "mask", "color"], alpha=0.4)
     # the overlay blends the model-size mask directly: identical to resizing first, as the old path did
     np.testing.assert_array_equal(out["overlay"], ops.overlay(frame, full, plan.palette_bgr, 0.4))
     np.testing.assert_array_equal(out["mask"], full)
-    palette = np.vstack([plan.palette_bgr, np.zeros((1, 3), np.uint8)])  # ids >= K are black
+    palette = np.zeros((256, 3), np.uint8)  # void (255) is black
+    palette[: len(plan.palette_bgr)] = plan.palette_bgr
     np.testing.assert_array_equal(out["color"], palette[full])
     assert set(plan.render(frame, mask, ["overlay"])) == {"overlay"}
     with pytest.raises(ConfigError, match="unknown output"):

@@ -48,7 +48,7 @@ def test_truncated_and_foreign_files(tmp_path):
     path, _ = _saved(tmp_path)
     truncated = tmp_path / "trunc.pt"
     truncated.write_bytes(path.read_bytes()[:1000])
-    with pytest.raises(ModelFileError, match="could not be loaded"):
+    with pytest.raises(ModelFileError, match="not a readable torch file"):
         read_checkpoint(truncated)
     foreign = tmp_path / "foreign.pt"
     torch.save({"weights": torch.zeros(2)}, foreign)

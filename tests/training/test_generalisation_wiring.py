@@ -172,7 +172,6 @@ def no_training(monkeypatch):
 
 @pytest.mark.parametrize("extra, message", [
     (["--ema-decay", "1.5"], "--ema-decay must be in [0, 1), got 1.5"),
-    (["--ema-decay", "nan"], "--ema-decay must be in [0, 1), got nan"),
     (["--loss", "foo"], "argument --loss: invalid choice: 'foo'"),
     (["--val-groups", "NOPE"], "--val-groups: no sample is in group(s) ['NOPE']; the groups are ['A', 'B', 'C']"),
     (["--val-groups", "A", "B", "C"], "--val-groups ['A', 'B', 'C'] holds every sample"),

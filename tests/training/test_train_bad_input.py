@@ -81,7 +81,6 @@ def _tree(root: Path) -> dict[str, str]:
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["--lr", "-1"], "--lr must be a number > 0, got -1.0"),
     (["--lr", "0"], "--lr must be a number > 0, got 0.0"),
-    (["--lr", "nan"], "--lr must be a number > 0, got nan"),
     (["--workers", "-1"], "--workers must be >= 0"),
     (["--image-size", "0", "0"], "--image-size must be at least 16x16, got (H, W) = (0, 0)"),
     (["--max-minutes", "0"], "--max-minutes must be a number of minutes > 0, got 0.0"),

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from edgeseg.config import ModelMeta
-from edgeseg.errors import ConfigError, EdgeSegError
+from edgeseg.errors import ConfigError, EdgeSegError, ModelFileError
 from edgeseg.model_facts import GraphFacts, ModelFacts, resolve_meta
 
 
@@ -66,6 +66,9 @@ class Backend(ABC):
     def _resolve_meta(self, stored: ModelMeta | None, missing_what: str) -> ModelMeta:
         """The ModelMeta to run with, once self.inputs/outputs are set: the stored one checked against the graph
         (class count = output channels), completed or overridden by self.model_facts (edgeseg.model_facts)."""
+        if not self.inputs or not self.outputs:
+            raise ModelFileError(f"{self.path.name} has {len(self.inputs)} inputs and {len(self.outputs)} outputs; "
+                                 "EdgeSeg runs graphs with an image input and a logits or class-map output")
         inp, out = self.inputs[0], self.outputs[0]
         graph = GraphFacts.read(self.path.name, inp.shape, inp.dtype, out.shape, out.dtype, self.model_facts.layout)
         return resolve_meta(self.path.name, stored, self.model_facts, graph, missing_what)

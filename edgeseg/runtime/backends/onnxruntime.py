@@ -140,12 +140,12 @@ class OnnxRuntimeBackend(Backend):
         self._check_providers(chosen[0])
         self.inputs = [_spec(node) for node in self._session.get_inputs()]
         self.outputs = [_spec(node) for node in self._session.get_outputs()]
-        self._output_name = self.outputs[0].name
         # EdgeSeg's exports carry their ModelMeta; other tools' models get it from their graph and the user's flags
         custom = self._session.get_modelmeta().custom_metadata_map
-        stored = ModelMeta.from_json(custom[META_KEY]) if META_KEY in custom else None
+        stored = ModelMeta.from_json(custom[META_KEY], str(self.path)) if META_KEY in custom else None
         self.meta = self._resolve_meta(stored, f"{self.path.name} has no EdgeSeg metadata ('{META_KEY}' in its "
                                                "metadata_props: not made by `edgeseg export`)")
+        self._output_name = self.outputs[0].name  # there is one: _resolve_meta checked
 
     def _check_providers(self, wanted: str) -> None:
         """Fail (explicit request) or warn ('auto') when the session did not get the EP it was given."""

@@ -253,7 +253,8 @@ class DevicePath:
                 self._kernels.argmax(src, fp16, classes, h, w, dst, handle)
         api.memcpy_dtoh_async(batch.mask.host.array, batch.mask.device.ptr, stream)
 
-    @staticmethod
-    def _collect(batch: _Batch) -> list[np.ndarray]:
+    def _collect(self, batch: _Batch) -> list[np.ndarray]:
         source = batch.out.host.array if batch.mask is None else batch.mask.host.array
+        if batch.mask is None:  # an in-graph argmax: its ids are checked like the CPU path's (ProcessingPlan)
+            self.plan.check_class_ids(source[: len(batch.frames)])
         return [np.array(one, dtype=np.uint8, copy=True) for one in source]

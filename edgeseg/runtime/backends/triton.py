@@ -33,6 +33,17 @@ def _grpc():
     return require("tritonclient.grpc", "the Triton backend")
 
 
+def triton_address(url: str) -> str:
+    """HOST:PORT of a Triton gRPC endpoint (a grpc:// prefix is dropped), the port a number in 1..65535; else a
+    ConfigError. gRPC itself would take port 99999 and dial another port (99999 mod 65536)."""
+    address = str(url).removeprefix("grpc://")
+    host, _, port = address.rpartition(":")
+    if not host or "/" in address or not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ConfigError(f"--url must be HOST:PORT of a Triton gRPC endpoint, with PORT in 1..65535 (e.g. "
+                          f"127.0.0.1:8001), got {url!r}")
+    return address
+
+
 def _server_error(url: str, what: str, exc: Exception) -> BackendUnavailableError:
     message = exc.message() if hasattr(exc, "message") and callable(exc.message) else str(exc)
     return BackendUnavailableError(f"Triton server {url}: {what}: {message}")
@@ -49,9 +60,7 @@ class TritonBackend(Backend):
 
     def __init__(self, url: str, *, model_name: str | None = None, shared_memory: bool = False,
                  timeout_s: float = DEFAULT_TIMEOUT_S) -> None:
-        self.url = str(url).removeprefix("grpc://")
-        if not self.url or ":" not in self.url or "/" in self.url:
-            raise ConfigError(f"--url must be HOST:PORT of a Triton gRPC endpoint (e.g. 127.0.0.1:8001), got {url!r}")
+        self.url = triton_address(url)
         if not timeout_s > 0:
             raise ConfigError(f"Triton request timeout must be > 0 s, got {timeout_s}")
         self.model_name = model_name
@@ -77,7 +86,8 @@ class TritonBackend(Backend):
         if META_PARAMETER not in parameters:
             raise ModelFileError(f"Triton model {self.model_name!r} on {self.url} has no EdgeSeg metadata (config "
                                  f"parameters['{META_PARAMETER}']); write the repository with `edgeseg export --triton`")
-        self.meta = ModelMeta.from_json(parameters[META_PARAMETER].string_value)
+        self.meta = ModelMeta.from_json(parameters[META_PARAMETER].string_value,
+                                        f"Triton model {self.model_name!r} on {self.url}")
         self._max_batch = int(config.max_batch_size)
         batch = (-1,) if self._max_batch > 0 else ()
         config_pb2 = require("tritonclient.grpc.model_config_pb2", "the Triton backend")
