@@ -9,6 +9,7 @@
 
 #include <unistd.h>  // getpid
 #include <thread>
+#include <type_traits>
 #include <vector>
 
 #include "ops.h"
@@ -220,12 +221,15 @@ void preprocess_impl(const uint8_t* src, int H, int W, std::ptrdiff_t stride, Ou
 
 // --- argmax ------------------------------------------------------------------------------------------------------
 
-template <class In, class Out>
-void argmax_impl(const In* logits, int C, std::size_t N, Out* out) {
+// With Conf, the online softmax of confidence_update runs next to the argmax and `conf` receives confidence_u8;
+// without it the loop is the plain argmax.
+template <bool Conf, class In, class Out>
+void argmax_impl(const In* logits, int C, std::size_t N, Out* out, uint8_t* conf) {
     constexpr int kBlock = 1024;
     const int blocks = static_cast<int>((N + kBlock - 1) / kBlock);
     parallel_ranges(blocks, static_cast<long long>(N) * C, [&](int b_begin, int b_end) {
         float best[kBlock];
+        float sum[Conf ? kBlock : 1];
         int32_t idx[kBlock];
         for (int b = b_begin; b < b_end; ++b) {
             const std::size_t start = static_cast<std::size_t>(b) * kBlock;
@@ -234,16 +238,21 @@ void argmax_impl(const In* logits, int C, std::size_t N, Out* out) {
                 best[i] = load(logits, start + i);
                 idx[i] = 0;
             }
+            if constexpr (Conf)
+                for (int i = 0; i < n; ++i) sum[i] = 1.f;
             for (int c = 1; c < C; ++c) {
                 const In* plane = logits + static_cast<std::size_t>(c) * N + start;
                 for (int i = 0; i < n; ++i) {  // branch-free selects so the loop vectorises
                     const float v = load(plane, i), b = best[i];
                     const bool take = !(v <= b) & (b == b);
+                    if constexpr (Conf) sum[i] = confidence_update(sum[i], v, b, take);
                     best[i] = take ? v : b;
                     idx[i] = take ? c : idx[i];
                 }
             }
             for (int i = 0; i < n; ++i) out[start + i] = static_cast<Out>(idx[i]);
+            if constexpr (Conf)
+                for (int i = 0; i < n; ++i) conf[start + i] = confidence_u8(sum[i], best[i]);
         }
     });
 }
@@ -254,13 +263,14 @@ struct Run {
     int begin, end, i0, i1;  // output columns [begin, end) all read low-res columns i0 and i1
 };
 
-template <class In>
-void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uint8_t* out, int W, int y_begin,
-                          int y_end, const std::vector<Run>& runs, const float* wx) {
-    thread_local std::vector<float> tbuf, bbuf;
+template <bool Conf, class In>
+void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uint8_t* out, uint8_t* conf, int W,
+                          int y_begin, int y_end, const std::vector<Run>& runs, const float* wx) {
+    thread_local std::vector<float> tbuf, bbuf, sbuf;
     thread_local std::vector<int32_t> ibuf;
     float* t = scratch(tbuf, static_cast<std::size_t>(C) * w);
     float* best = scratch(bbuf, static_cast<std::size_t>(W));
+    float* sum = Conf ? scratch(sbuf, static_cast<std::size_t>(W)) : nullptr;
     int32_t* idx = scratch(ibuf, static_cast<std::size_t>(W));
     const std::size_t plane = static_cast<std::size_t>(h) * w;
     for (int y = y_begin; y < y_end; ++y) {
@@ -282,10 +292,13 @@ void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uin
                         best[x] = lerp(a, b, wx[x]);
                         idx[x] = 0;
                     }
+                    if constexpr (Conf)
+                        for (int x = x_begin; x < x_end; ++x) sum[x] = 1.f;
                 } else {
                     for (int x = x_begin; x < x_end; ++x) {
                         const float v = lerp(a, b, wx[x]), bv = best[x];
                         const bool take = !(v <= bv) & (bv == bv);  // takes_over(), branch-free
+                        if constexpr (Conf) sum[x] = confidence_update(sum[x], v, bv, take);
                         best[x] = take ? v : bv;
                         idx[x] = take ? c : idx[x];
                     }
@@ -294,11 +307,15 @@ void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uin
         }
         uint8_t* o = out + static_cast<std::size_t>(y) * W;
         for (int x = 0; x < W; ++x) o[x] = static_cast<uint8_t>(idx[x]);
+        if constexpr (Conf) {
+            uint8_t* q = conf + static_cast<std::size_t>(y) * W;
+            for (int x = 0; x < W; ++x) q[x] = confidence_u8(sum[x], best[x]);
+        }
     }
 }
 
 void upsample_argmax_any(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H,
-                         int W) {
+                         int W, uint8_t* conf = nullptr) {
     std::vector<float> wx(W);
     std::vector<Run> runs;
     for (int x = 0; x < W; ++x) {
@@ -307,12 +324,20 @@ void upsample_argmax_any(const void* logits, bool fp16, int C, int h, int w, int
         if (runs.empty() || runs.back().i0 != c.i0 || runs.back().i1 != c.i1) runs.push_back({x, x, c.i0, c.i1});
         runs.back().end = x + 1;
     }
-    parallel_ranges(H, static_cast<long long>(H) * W * C, [&](int y0, int y1) {
+    auto rows = [&](auto conf_tag, int y0, int y1) {
+        constexpr bool kConf = decltype(conf_tag)::value;
         if (fp16)
-            upsample_argmax_rows(static_cast<const uint16_t*>(logits), C, h, w, stride, out, W, y0, y1, runs,
-                                 wx.data());
+            upsample_argmax_rows<kConf>(static_cast<const uint16_t*>(logits), C, h, w, stride, out, conf, W, y0, y1,
+                                        runs, wx.data());
         else
-            upsample_argmax_rows(static_cast<const float*>(logits), C, h, w, stride, out, W, y0, y1, runs, wx.data());
+            upsample_argmax_rows<kConf>(static_cast<const float*>(logits), C, h, w, stride, out, conf, W, y0, y1,
+                                        runs, wx.data());
+    };
+    parallel_ranges(H, static_cast<long long>(H) * W * C, [&](int y0, int y1) {
+        if (conf != nullptr)
+            rows(std::true_type{}, y0, y1);
+        else
+            rows(std::false_type{}, y0, y1);
     });
 }
 
@@ -357,25 +382,36 @@ void preprocess(const uint8_t* src, int H, int W, std::ptrdiff_t src_row_stride,
         preprocess_impl(src, H, W, src_row_stride, static_cast<float*>(dst), h, w, mean, std_);
 }
 
-void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32) {
-    const std::size_t N = static_cast<std::size_t>(H) * W;
+namespace {
+template <bool Conf>
+void argmax_typed(const void* logits, bool fp16, int C, std::size_t N, void* out, bool out_int32, uint8_t* conf) {
     if (fp16) {
         auto in = static_cast<const uint16_t*>(logits);
         if (out_int32)
-            argmax_impl(in, C, N, static_cast<int32_t*>(out));
+            argmax_impl<Conf>(in, C, N, static_cast<int32_t*>(out), conf);
         else
-            argmax_impl(in, C, N, static_cast<uint8_t*>(out));
+            argmax_impl<Conf>(in, C, N, static_cast<uint8_t*>(out), conf);
     } else {
         auto in = static_cast<const float*>(logits);
         if (out_int32)
-            argmax_impl(in, C, N, static_cast<int32_t*>(out));
+            argmax_impl<Conf>(in, C, N, static_cast<int32_t*>(out), conf);
         else
-            argmax_impl(in, C, N, static_cast<uint8_t*>(out));
+            argmax_impl<Conf>(in, C, N, static_cast<uint8_t*>(out), conf);
     }
 }
+}  // namespace
 
-void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W) {
-    upsample_argmax_any(logits, fp16, C, h, w, stride, out, H, W);
+void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32, uint8_t* confidence) {
+    const std::size_t N = static_cast<std::size_t>(H) * W;
+    if (confidence != nullptr)
+        argmax_typed<true>(logits, fp16, C, N, out, out_int32, confidence);
+    else
+        argmax_typed<false>(logits, fp16, C, N, out, out_int32, nullptr);
+}
+
+void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W,
+                     uint8_t* confidence) {
+    upsample_argmax_any(logits, fp16, C, h, w, stride, out, H, W, confidence);
 }
 
 void colorize(const uint8_t* mask, int H, int W, const Palette& pal, uint8_t* out) {
