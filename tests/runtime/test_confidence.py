@@ -75,7 +75,7 @@ def test_nan_pixel_has_no_confidence():
 def test_exp_nonpositive_is_close_to_exp():
     x = -np.linspace(0, 80, 100001).astype(np.float32)
     got = ref.exp_nonpositive(x).astype(np.float64)
-    assert np.max(np.abs(got / np.exp(x.astype(np.float64)) - 1)) < 4e-5
+    assert np.max(np.abs(got / np.exp(x.astype(np.float64)) - 1)) < 1e-4  # far below 2e-3: 1 LSB of 255 p
     assert ref.exp_nonpositive(np.float32(0)) == 1.0
     assert 0 <= ref.exp_nonpositive(np.float32(-1000)) < 1e-36  # clamped, still finite
     assert np.isfinite(ref.exp_nonpositive(np.float32(np.nan)))  # the NaN state is carried by the maximum
