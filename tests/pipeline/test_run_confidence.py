@@ -87,3 +87,17 @@ def test_confidence_onto_the_masks_folder_is_refused(tmp_path, images, capsys):
     assert code == 2 and "is the --masks folder" in capsys.readouterr().err
     code = main(["run", str(model), "--source", str(folder), "--confidence", str(folder)])
     assert code == 2 and "would overwrite the input images" in capsys.readouterr().err
+
+
+def test_confidence_view_legend_is_the_colour_scale():
+    from edgeseg.pipeline.views import View
+    from edgeseg.runtime.plan import ProcessingPlan
+
+    heat = ProcessingPlan.heatmap(np.full((200, 300), 128, np.uint8))
+    picture = View("confidence", legend=True).compose(np.zeros((200, 300, 3), np.uint8), {"confidence_heatmap": heat})
+    assert View("confidence").renders == ["confidence_heatmap"] and View("confidence").needs_confidence
+    changed = np.argwhere((picture != heat).any(axis=2))
+    assert changed[:, 1].min() > 200  # drawn at the top right only
+    top_colour, bottom_colour = ProcessingPlan.heatmap(np.array([[255, 0]], np.uint8))[0]
+    column = picture[8:128, changed[:, 1].min()]  # the bar's first column: 100 % at the top, 0 % at the bottom
+    assert np.array_equal(column[0], top_colour) and np.array_equal(column[-1], bottom_colour)

@@ -262,3 +262,26 @@ def test_segmenter_refuses_confidence_for_an_in_graph_argmax(tmp_path):
     with Segmenter(path) as seg:
         with pytest.raises(ConfigError, match=r"ends in an argmax.*without --argmax"):
             seg.segment(random_scene(np.random.default_rng(0), 24, 32), confidence=True)
+
+
+def test_device_path_backends_take_the_host_route_for_confidence(tmp_path):
+    """The TensorRT device path computes masks only: a confidence request must run the engine through infer() and
+    the CPU kernels, and a plain request must still take the device path."""
+    pytest.importorskip("onnxruntime")
+    from edgeseg.runtime.backends import open_backend
+    from edgeseg.runtime.segmenter import Segmenter
+
+    from .onnx_graphs import random_scene, reference_logits, write_pixel_classifier
+
+    backend = open_backend(write_pixel_classifier(tmp_path / "m.onnx"), "onnxruntime")
+    device_calls = []
+    backend.frames_on_device = True  # as a TensorRT backend with the CUDA kernels reports
+    backend.predict_frames = lambda frames: device_calls.append(len(frames)) or [np.zeros((24, 32), np.uint8)]
+    backend.stage_ms = {}
+    frame = random_scene(np.random.default_rng(8), 24, 32)
+    with Segmenter(backend) as seg:
+        (mask, conf), = seg.predict([frame], confidence=True)
+        assert device_calls == []
+        assert np.abs(conf.astype(float) - softmax_confidence_f64(reference_logits(frame, (24, 32)))).max() <= 1
+        seg.predict([frame])
+        assert device_calls == [1]
