@@ -9,7 +9,6 @@
 
 #include <unistd.h>  // getpid
 #include <thread>
-#include <type_traits>
 #include <vector>
 
 #include "ops.h"
@@ -221,15 +220,42 @@ void preprocess_impl(const uint8_t* src, int H, int W, std::ptrdiff_t stride, Ou
 
 // --- argmax ------------------------------------------------------------------------------------------------------
 
-// With Conf, the online softmax of confidence_update runs next to the argmax and `conf` receives confidence_u8;
-// without it the loop is the plain argmax.
-template <bool Conf, class In, class Out>
-void argmax_impl(const In* logits, int C, std::size_t N, Out* out, uint8_t* conf) {
+// x86-64 Linux: the confidence loop is compiled three times (AVX-512, AVX2, the baseline's SSE2) and the loader picks
+// the widest the CPU has (target_clones, an ifunc). The clones run the same IEEE float operations in the same order,
+// only more lanes at a time (no fma: -ffp-contract=off), so they give the same bits. Measured on a 2-core AVX-512
+// Xeon/EPYC: the confidence's exp per class and pixel costs ~4x the argmax on SSE2, ~2x on AVX2, ~1.15x on AVX-512.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define ES_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ES_VECTOR_CLONES
+#endif
+
+// Class c (> 0) of the argmax over n pixels with its online softmax (confidence_update): v holds the class's
+// values, best / sum / idx the running state. Branch-free selects so the loop vectorises.
+ES_VECTOR_CLONES void argmax_confidence_step(const float* __restrict__ v, float* __restrict__ best,
+                                             float* __restrict__ sum, int32_t* __restrict__ idx, int n, int c) {
+    for (int i = 0; i < n; ++i) {
+        const float x = v[i], b = best[i];
+        const bool take = !(x <= b) & (b == b);  // takes_over()
+        sum[i] = confidence_update(sum[i], x, b, take);
+        best[i] = take ? x : b;
+        idx[i] = take ? c : idx[i];
+    }
+}
+
+// A row of float values: the row itself for float32, converted into `buf` for float16 (exact).
+inline const float* float_row(const float* row, int, float*) { return row; }
+inline const float* float_row(const uint16_t* row, int n, float* buf) {
+    for (int i = 0; i < n; ++i) buf[i] = half_to_float(row[i]);
+    return buf;
+}
+
+template <class In, class Out>
+void argmax_impl(const In* logits, int C, std::size_t N, Out* out) {
     constexpr int kBlock = 1024;
     const int blocks = static_cast<int>((N + kBlock - 1) / kBlock);
     parallel_ranges(blocks, static_cast<long long>(N) * C, [&](int b_begin, int b_end) {
         float best[kBlock];
-        float sum[Conf ? kBlock : 1];
         int32_t idx[kBlock];
         for (int b = b_begin; b < b_end; ++b) {
             const std::size_t start = static_cast<std::size_t>(b) * kBlock;
@@ -238,21 +264,41 @@ void argmax_impl(const In* logits, int C, std::size_t N, Out* out, uint8_t* conf
                 best[i] = load(logits, start + i);
                 idx[i] = 0;
             }
-            if constexpr (Conf)
-                for (int i = 0; i < n; ++i) sum[i] = 1.f;
             for (int c = 1; c < C; ++c) {
                 const In* plane = logits + static_cast<std::size_t>(c) * N + start;
                 for (int i = 0; i < n; ++i) {  // branch-free selects so the loop vectorises
                     const float v = load(plane, i), b = best[i];
                     const bool take = !(v <= b) & (b == b);
-                    if constexpr (Conf) sum[i] = confidence_update(sum[i], v, b, take);
                     best[i] = take ? v : b;
                     idx[i] = take ? c : idx[i];
                 }
             }
             for (int i = 0; i < n; ++i) out[start + i] = static_cast<Out>(idx[i]);
-            if constexpr (Conf)
-                for (int i = 0; i < n; ++i) conf[start + i] = confidence_u8(sum[i], best[i]);
+        }
+    });
+}
+
+// argmax_impl plus the confidence plane (confidence_u8 of the online softmax), in the same pass over the logits.
+template <class In, class Out>
+void argmax_confidence_impl(const In* logits, int C, std::size_t N, Out* out, uint8_t* conf) {
+    constexpr int kBlock = 1024;
+    const int blocks = static_cast<int>((N + kBlock - 1) / kBlock);
+    parallel_ranges(blocks, static_cast<long long>(N) * C, [&](int b_begin, int b_end) {
+        float best[kBlock], sum[kBlock], buf[kBlock];
+        int32_t idx[kBlock];
+        for (int b = b_begin; b < b_end; ++b) {
+            const std::size_t start = static_cast<std::size_t>(b) * kBlock;
+            const int n = static_cast<int>(std::min<std::size_t>(kBlock, N - start));
+            for (int i = 0; i < n; ++i) {
+                best[i] = load(logits, start + i);
+                sum[i] = 1.f;
+                idx[i] = 0;
+            }
+            for (int c = 1; c < C; ++c)
+                argmax_confidence_step(float_row(logits + static_cast<std::size_t>(c) * N + start, n, buf), best, sum,
+                                       idx, n, c);
+            for (int i = 0; i < n; ++i) out[start + i] = static_cast<Out>(idx[i]);
+            for (int i = 0; i < n; ++i) conf[start + i] = confidence_u8(sum[i], best[i]);
         }
     });
 }
@@ -263,25 +309,28 @@ struct Run {
     int begin, end, i0, i1;  // output columns [begin, end) all read low-res columns i0 and i1
 };
 
-template <bool Conf, class In>
-void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uint8_t* out, uint8_t* conf, int W,
-                          int y_begin, int y_end, const std::vector<Run>& runs, const float* wx) {
-    thread_local std::vector<float> tbuf, bbuf, sbuf;
+// Vertical lerps of upsample_value for one output row, once per class and low-res column, into t (C, w).
+template <class In>
+void vertical_lerps(const In* logits, int C, int h, int w, const LinearTap& ty, float* t) {
+    const std::size_t plane = static_cast<std::size_t>(h) * w;
+    for (int c = 0; c < C; ++c) {
+        const In* r0 = logits + c * plane + static_cast<std::size_t>(ty.i0) * w;
+        const In* r1 = logits + c * plane + static_cast<std::size_t>(ty.i1) * w;
+        float* tc = t + static_cast<std::size_t>(c) * w;
+        for (int x = 0; x < w; ++x) tc[x] = lerp(load(r0, x), load(r1, x), ty.w);
+    }
+}
+
+template <class In>
+void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uint8_t* out, int W, int y_begin,
+                          int y_end, const std::vector<Run>& runs, const float* wx) {
+    thread_local std::vector<float> tbuf, bbuf;
     thread_local std::vector<int32_t> ibuf;
     float* t = scratch(tbuf, static_cast<std::size_t>(C) * w);
     float* best = scratch(bbuf, static_cast<std::size_t>(W));
-    float* sum = Conf ? scratch(sbuf, static_cast<std::size_t>(W)) : nullptr;
     int32_t* idx = scratch(ibuf, static_cast<std::size_t>(W));
-    const std::size_t plane = static_cast<std::size_t>(h) * w;
     for (int y = y_begin; y < y_end; ++y) {
-        const LinearTap ty = upsample_tap(y, stride, h);
-        const float wy = ty.w;
-        for (int c = 0; c < C; ++c) {  // vertical lerps of upsample_value, once per low-res column
-            const In* r0 = logits + c * plane + static_cast<std::size_t>(ty.i0) * w;
-            const In* r1 = logits + c * plane + static_cast<std::size_t>(ty.i1) * w;
-            float* tc = t + static_cast<std::size_t>(c) * w;
-            for (int x = 0; x < w; ++x) tc[x] = lerp(load(r0, x), load(r1, x), wy);
-        }
+        vertical_lerps(logits, C, h, w, upsample_tap(y, stride, h), t);
         for (int c = 0; c < C; ++c) {  // its horizontal lerp, fused with the running argmax
             const float* tc = t + static_cast<std::size_t>(c) * w;
             for (const Run& run : runs) {
@@ -292,13 +341,10 @@ void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uin
                         best[x] = lerp(a, b, wx[x]);
                         idx[x] = 0;
                     }
-                    if constexpr (Conf)
-                        for (int x = x_begin; x < x_end; ++x) sum[x] = 1.f;
                 } else {
                     for (int x = x_begin; x < x_end; ++x) {
                         const float v = lerp(a, b, wx[x]), bv = best[x];
                         const bool take = !(v <= bv) & (bv == bv);  // takes_over(), branch-free
-                        if constexpr (Conf) sum[x] = confidence_update(sum[x], v, bv, take);
                         best[x] = take ? v : bv;
                         idx[x] = take ? c : idx[x];
                     }
@@ -307,10 +353,43 @@ void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uin
         }
         uint8_t* o = out + static_cast<std::size_t>(y) * W;
         for (int x = 0; x < W; ++x) o[x] = static_cast<uint8_t>(idx[x]);
-        if constexpr (Conf) {
-            uint8_t* q = conf + static_cast<std::size_t>(y) * W;
-            for (int x = 0; x < W; ++x) q[x] = confidence_u8(sum[x], best[x]);
+    }
+}
+
+// upsample_argmax_rows plus the confidence: each class's upsampled row is written out whole (the same lerps), then
+// one argmax_confidence_step over all W columns, a long loop that vectorises better than the short runs.
+template <class In>
+void upsample_argmax_confidence_rows(const In* logits, int C, int h, int w, int stride, uint8_t* out, uint8_t* conf,
+                                     int W, int y_begin, int y_end, const std::vector<Run>& runs, const float* wx) {
+    thread_local std::vector<float> tbuf, bbuf, sbuf, vbuf;
+    thread_local std::vector<int32_t> ibuf;
+    float* t = scratch(tbuf, static_cast<std::size_t>(C) * w);
+    float* best = scratch(bbuf, static_cast<std::size_t>(W));
+    float* sum = scratch(sbuf, static_cast<std::size_t>(W));
+    float* values = scratch(vbuf, static_cast<std::size_t>(W));
+    int32_t* idx = scratch(ibuf, static_cast<std::size_t>(W));
+    for (int y = y_begin; y < y_end; ++y) {
+        vertical_lerps(logits, C, h, w, upsample_tap(y, stride, h), t);
+        for (int c = 0; c < C; ++c) {
+            const float* tc = t + static_cast<std::size_t>(c) * w;
+            float* row = c == 0 ? best : values;
+            for (const Run& run : runs) {
+                const float a = tc[run.i0], b = tc[run.i1];
+                for (int x = run.begin; x < run.end; ++x) row[x] = lerp(a, b, wx[x]);
+            }
+            if (c == 0) {
+                for (int x = 0; x < W; ++x) {
+                    sum[x] = 1.f;
+                    idx[x] = 0;
+                }
+            } else {
+                argmax_confidence_step(values, best, sum, idx, W, c);
+            }
         }
+        uint8_t* o = out + static_cast<std::size_t>(y) * W;
+        uint8_t* q = conf + static_cast<std::size_t>(y) * W;
+        for (int x = 0; x < W; ++x) o[x] = static_cast<uint8_t>(idx[x]);
+        for (int x = 0; x < W; ++x) q[x] = confidence_u8(sum[x], best[x]);
     }
 }
 
@@ -324,20 +403,18 @@ void upsample_argmax_any(const void* logits, bool fp16, int C, int h, int w, int
         if (runs.empty() || runs.back().i0 != c.i0 || runs.back().i1 != c.i1) runs.push_back({x, x, c.i0, c.i1});
         runs.back().end = x + 1;
     }
-    auto rows = [&](auto conf_tag, int y0, int y1) {
-        constexpr bool kConf = decltype(conf_tag)::value;
-        if (fp16)
-            upsample_argmax_rows<kConf>(static_cast<const uint16_t*>(logits), C, h, w, stride, out, conf, W, y0, y1,
-                                        runs, wx.data());
-        else
-            upsample_argmax_rows<kConf>(static_cast<const float*>(logits), C, h, w, stride, out, conf, W, y0, y1,
-                                        runs, wx.data());
-    };
     parallel_ranges(H, static_cast<long long>(H) * W * C, [&](int y0, int y1) {
-        if (conf != nullptr)
-            rows(std::true_type{}, y0, y1);
+        if (conf != nullptr && fp16)
+            upsample_argmax_confidence_rows(static_cast<const uint16_t*>(logits), C, h, w, stride, out, conf, W, y0,
+                                            y1, runs, wx.data());
+        else if (conf != nullptr)
+            upsample_argmax_confidence_rows(static_cast<const float*>(logits), C, h, w, stride, out, conf, W, y0, y1,
+                                            runs, wx.data());
+        else if (fp16)
+            upsample_argmax_rows(static_cast<const uint16_t*>(logits), C, h, w, stride, out, W, y0, y1, runs,
+                                 wx.data());
         else
-            rows(std::false_type{}, y0, y1);
+            upsample_argmax_rows(static_cast<const float*>(logits), C, h, w, stride, out, W, y0, y1, runs, wx.data());
     });
 }
 
@@ -382,31 +459,24 @@ void preprocess(const uint8_t* src, int H, int W, std::ptrdiff_t src_row_stride,
         preprocess_impl(src, H, W, src_row_stride, static_cast<float*>(dst), h, w, mean, std_);
 }
 
-namespace {
-template <bool Conf>
-void argmax_typed(const void* logits, bool fp16, int C, std::size_t N, void* out, bool out_int32, uint8_t* conf) {
-    if (fp16) {
-        auto in = static_cast<const uint16_t*>(logits);
-        if (out_int32)
-            argmax_impl<Conf>(in, C, N, static_cast<int32_t*>(out), conf);
-        else
-            argmax_impl<Conf>(in, C, N, static_cast<uint8_t*>(out), conf);
-    } else {
-        auto in = static_cast<const float*>(logits);
-        if (out_int32)
-            argmax_impl<Conf>(in, C, N, static_cast<int32_t*>(out), conf);
-        else
-            argmax_impl<Conf>(in, C, N, static_cast<uint8_t*>(out), conf);
-    }
-}
-}  // namespace
-
 void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32, uint8_t* confidence) {
     const std::size_t N = static_cast<std::size_t>(H) * W;
-    if (confidence != nullptr)
-        argmax_typed<true>(logits, fp16, C, N, out, out_int32, confidence);
+    auto run = [&](auto in) {
+        if (confidence != nullptr) {
+            if (out_int32)
+                argmax_confidence_impl(in, C, N, static_cast<int32_t*>(out), confidence);
+            else
+                argmax_confidence_impl(in, C, N, static_cast<uint8_t*>(out), confidence);
+        } else if (out_int32) {
+            argmax_impl(in, C, N, static_cast<int32_t*>(out));
+        } else {
+            argmax_impl(in, C, N, static_cast<uint8_t*>(out));
+        }
+    };
+    if (fp16)
+        run(static_cast<const uint16_t*>(logits));
     else
-        argmax_typed<false>(logits, fp16, C, N, out, out_int32, nullptr);
+        run(static_cast<const float*>(logits));
 }
 
 void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W,
