@@ -84,9 +84,12 @@ def test_confidence_onto_the_masks_folder_is_refused(tmp_path, images, capsys):
     model = write_pixel_classifier(tmp_path / "m.onnx", input_size=SIZE)
     code = main(["run", str(model), "--source", str(folder), "--masks", str(tmp_path / "same"),
                  "--confidence", str(tmp_path / "same")])
-    assert code == 2 and "is the --masks folder" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and "--confidence" in err and "are the same path" in err
     code = main(["run", str(model), "--source", str(folder), "--confidence", str(folder)])
-    assert code == 2 and "would overwrite the input images" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert code == 2 and f"--confidence {folder}" in err and "input" in err
+    assert sorted(p.name for p in folder.iterdir()) == ["a.png", "b.png", "c.png"]  # nothing written
 
 
 def test_confidence_view_legend_is_the_colour_scale():
