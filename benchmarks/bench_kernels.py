@@ -23,6 +23,8 @@ Cases, for a model resolution S = (H, W):
   overlay             (H, W) mask over a (H, W) frame
   post_upsample_overlay  fused upsample_argmax + overlay (stride 8), the runtime's whole post-processing
   post_argmax_overlay    argmax + overlay (model with full-resolution logits)
+  argmax_confidence   argmax plus the confidence plane (uint8 highest softmax probability) in the same pass
+  upsample_argmax_confidence  the same for upsample_argmax (benchmarks/bench_confidence.py: both side by side)
 """
 
 from __future__ import annotations
@@ -262,6 +264,24 @@ def cases(size: tuple[int, int], classes: int, rng: np.random.Generator, cuda: C
         "cuda": gpu(lambda: _C.upsample_argmax_cuda(dev["logits_low"], False, classes, h, w, STRIDE, dev["out_mask"],
                                                     H, W, s)),
     }
+    out_conf = np.empty((H, W), np.uint8)
+    if cuda.ok:
+        dev["out_conf"] = cuda.empty(out_conf.nbytes)
+    yield "argmax_confidence", classes, classes * H * W * 4 + 2 * H * W, {
+        "numpy": lambda: ref.argmax_confidence(logits_full),
+        "opencv": None,
+        "cpp": lambda: ops.argmax(logits_full, out=out_mask, confidence=True, confidence_out=out_conf),
+        "cuda": gpu(lambda: _C.argmax_cuda(dev["logits_full"], False, classes, H, W, dev["out_mask"], False, s,
+                                           dev["out_conf"])),
+    }
+    yield "upsample_argmax_confidence", classes, classes * h * w * 4 + 2 * H * W, {
+        "numpy": lambda: ref.upsample_argmax_confidence(logits_low, size, STRIDE),
+        "opencv": None,
+        "cpp": lambda: ops.upsample_argmax(logits_low, size, STRIDE, out=out_mask, confidence=True,
+                                           confidence_out=out_conf),
+        "cuda": gpu(lambda: _C.upsample_argmax_cuda(dev["logits_low"], False, classes, h, w, STRIDE, dev["out_mask"],
+                                                    H, W, s, dev["out_conf"])),
+    }
     yield "colorize", classes, 4 * H * W, {
         "numpy": lambda: ref.colorize(mask, pal),
         "opencv": lambda: opencv_colorize(mask, lut),
@@ -351,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: list[dict[str, Any]] = []
     print(f"device: {device}  copy bandwidth: {copy_gbps} GB/s" + ("" if cuda.ok else f"  (GPU: {cuda.reason})"))
-    header = f"{'op':<22} {'size':>10} {'C':>3} {'impl':<7} {'p50 ms':>9} {'p90 ms':>9} {'x numpy':>8} {'GB/s':>7}"
+    header = f"{'op':<27} {'size':>10} {'C':>3} {'impl':<7} {'p50 ms':>9} {'p90 ms':>9} {'x numpy':>8} {'GB/s':>7}"
     print(header + "\n" + "-" * len(header))
     for size in sizes:
         seen_class_free = set()
@@ -384,7 +404,7 @@ def main(argv: list[str] | None = None) -> int:
                     if impl == "cuda" and copy_gbps:
                         extra = f"  {100 * gbps / copy_gbps:.0f}% of copy" + (" (launch-bound)" if stats["launch_bound"]
                                                                                else "")
-                    print(f"{op:<22} {size[0]:>4}x{size[1]:<5} {c or '-':>3} {impl:<7} {stats['latency_ms_p50']:>9.3f} "
+                    print(f"{op:<27} {size[0]:>4}x{size[1]:<5} {c or '-':>3} {impl:<7} {stats['latency_ms_p50']:>9.3f} "
                           f"{stats['latency_ms_p90']:>9.3f} {row['speedup_vs_numpy_p50'] or 0:>8.1f} {gbps:>7.2f}{extra}")
 
     report = {

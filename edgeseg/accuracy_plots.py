@@ -1,4 +1,5 @@
-"""Pictures of a model's accuracy: the row-normalised confusion heat map and the per-class IoU / accuracy bars.
+"""Pictures of a model's accuracy: the row-normalised confusion heat map, the per-class IoU / accuracy bars and the
+scores per confidence bin.
 
 matplotlib is optional (the `bench` extra) and imported here only when a picture is drawn. Figures are built on
 matplotlib's object API with the Agg canvas, never pyplot, so nothing global (backend, open figures) changes.
@@ -20,7 +21,7 @@ from edgeseg.metrics import SegmentationScores, format_score, row_normalised
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-PURPOSE = "edgeseg eval --out (confusion.png, per_class.png)"
+PURPOSE = "edgeseg eval --out (confusion.png, per_class.png, confidence_bins.png)"
 # Above this many classes the cells get too small to hold a number.
 MAX_CLASSES_WITH_CELL_VALUES = 20
 DPI = 120
@@ -129,3 +130,42 @@ def write_accuracy_plots(out_dir: str | Path, scores: SegmentationScores, title:
         "per_class": save_png(per_class_figure(scores, f"Per-class IoU and accuracy\n{title}"),
                               out_dir / "per_class.png"),
     }
+
+
+def confidence_bins_figure(bins: Sequence[dict], title: str) -> Figure:
+    """Per confidence bin (ConfidenceBins.to_list): mIoU and pixel accuracy as bars (top) and the share of the
+    labelled pixels in the bin (bottom), so a user sees how much of the image the model is unsure about and how
+    wrong it is there. Empty bins show no bars."""
+    names = [f"{b['confidence_from']:.1f}-{b['confidence_to']:.1f}" for b in bins]
+    x = np.arange(len(bins))
+    percent = lambda key: np.array([100.0 * (b[key] if b[key] is not None else math.nan) for b in bins])  # noqa: E731
+    figure = _new_figure(8.0, 5.5)
+    top, bottom = figure.subplots(2, 1, sharex=True, height_ratios=(2, 1))
+    width = 0.38
+    for offset, key, colour, label in ((-width / 2, "miou", MIOU_COLOUR, "mIoU"),
+                                       (width / 2, "pixel_acc", ACC_COLOUR, "pixel accuracy")):
+        values = percent(key)
+        bars = top.bar(x + offset, np.nan_to_num(values), width=width, color=colour, label=label)
+        top.bar_label(bars, labels=["" if math.isnan(v) else f"{v:.0f}" for v in values], padding=1, fontsize=7)
+    top.set_ylim(0.0, 110.0)
+    top.set_ylabel("%")
+    top.grid(axis="y", alpha=0.3)
+    top.set_axisbelow(True)
+    top.legend(loc="upper left", fontsize=8, framealpha=0.9)
+    top.set_title(title, fontsize=10)
+    share = percent("pixel_share")
+    bars = bottom.bar(x, np.nan_to_num(share), width=0.7, color=IOU_COLOUR)
+    bottom.bar_label(bars, labels=["" if math.isnan(v) or v == 0 else f"{v:.1f}" for v in share], padding=1,
+                     fontsize=7)
+    bottom.set_ylim(0.0, max(np.nan_to_num(share).max() * 1.25, 1.0))
+    bottom.set_ylabel("% of pixels")
+    bottom.set_xticks(x, labels=names, fontsize=8)
+    bottom.set_xlabel("confidence: highest softmax probability of the pixel")
+    return figure
+
+
+def write_confidence_plot(out_dir: str | Path, bins: Sequence[dict], title: str) -> Path:
+    """out_dir/confidence_bins.png from ConfidenceBins.to_list() (NaN or None for empty bins)."""
+    clean = [{key: (None if isinstance(v, float) and math.isnan(v) else v) for key, v in b.items()} for b in bins]
+    return save_png(confidence_bins_figure(clean, f"Scores per confidence bin\n{title}"),
+                    Path(out_dir) / "confidence_bins.png")

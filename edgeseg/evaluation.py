@@ -11,10 +11,11 @@ import numpy as np
 from tqdm import tqdm
 
 from edgeseg.errors import ConfigError, DataError
-from edgeseg.metrics import MetricAccumulator, SegmentationScores
+from edgeseg.metrics import ConfidenceBins, MetricAccumulator, SegmentationScores
 
-# frames (BGR uint8) -> masks (uint8) at any resolution; they are resized (nearest) to the label's size
-PredictFn = Callable[[Sequence[np.ndarray]], list]
+# frames (BGR uint8) -> masks (uint8) at any resolution; they are resized (nearest) to the label's size. With
+# `by_confidence`, the loop calls predict(frames, confidence=True) -> (mask, uint8 confidence) pairs instead.
+PredictFn = Callable[..., list]
 
 
 @dataclass
@@ -34,11 +35,13 @@ def evaluate_many(
     reference: str | None = None,
     limit: int | None = None,
     progress: bool = True,
+    by_confidence: bool = False,
 ) -> Comparison:
     """The one evaluation loop: each image of `dataset` through every predictor, masks scored at the labels' own
     resolution (nearest resize, ProcessingPlan.mask_to_frame) and compared with `reference`'s at model resolution.
     Each predictor's SegmentationScores carry the confusion matrix they were computed from (rows = true class), so
-    per-class accuracy, reports and plots need no second pass."""
+    per-class accuracy, reports and plots need no second pass. With `by_confidence`, the predictors also give each
+    pixel's confidence and the scores carry the scores per confidence bin (`by_confidence`, ConfidenceBins)."""
     from edgeseg.runtime.plan import ProcessingPlan
 
     if len(class_names) != len(dataset.info.classes):
@@ -54,12 +57,21 @@ def evaluate_many(
     if count == 0:
         raise DataError("the dataset has no images to evaluate on")
     accumulators = {name: MetricAccumulator(class_names, dataset.info.ignore_index) for name in predictors}
+    binned = ({name: ConfidenceBins(class_names, dataset.info.ignore_index) for name in predictors}
+              if by_confidence else {})
     agree = dict.fromkeys(predictors, 0)
     pixels = 0
     for index in tqdm(range(count), desc="eval", unit="img", disable=not progress, leave=False):
         image_rgb, label = dataset[index]
         frame = np.ascontiguousarray(image_rgb[:, :, ::-1])
-        masks = {name: predict([frame])[0] for name, predict in predictors.items()}
+        if by_confidence:
+            pairs = {name: predict([frame], confidence=True)[0] for name, predict in predictors.items()}
+            masks = {name: mask for name, (mask, _) in pairs.items()}
+            for name, (mask, confidence) in pairs.items():
+                binned[name].update(label, ProcessingPlan.mask_to_frame(mask, label.shape),
+                                    ProcessingPlan.confidence_to_frame(confidence, label.shape))
+        else:
+            masks = {name: predict([frame])[0] for name, predict in predictors.items()}
         for name, mask in masks.items():
             accumulators[name].update(label, ProcessingPlan.mask_to_frame(mask, label.shape))
         if reference is not None:
@@ -67,8 +79,11 @@ def evaluate_many(
             pixels += ref.size
             for name, mask in masks.items():
                 agree[name] += int(np.count_nonzero(mask == ref)) if mask.shape == ref.shape else 0
+    scores = {name: acc.scores() for name, acc in accumulators.items()}
+    for name, bins in binned.items():
+        scores[name].by_confidence = bins.to_list()
     return Comparison(
-        scores={name: acc.scores() for name, acc in accumulators.items()},
+        scores=scores,
         agreement={name: agree[name] / pixels for name in predictors} if pixels else {},
         images=count,
     )
@@ -81,9 +96,12 @@ def evaluate_predictor(
     *,
     limit: int | None = None,
     progress: bool = True,
+    by_confidence: bool = False,
 ) -> SegmentationScores:
-    """Run `predict` on each image of `dataset` and score the masks at the labels' own resolution."""
-    return evaluate_many({"model": predict}, dataset, class_names, limit=limit, progress=progress).scores["model"]
+    """Run `predict` on each image of `dataset` and score the masks at the labels' own resolution (and per
+    confidence bin with `by_confidence`: see evaluate_many)."""
+    return evaluate_many({"model": predict}, dataset, class_names, limit=limit, progress=progress,
+                         by_confidence=by_confidence).scores["model"]
 
 
 def evaluate_pred_dir(pred_dir: str | Path, dataset: Any, *, limit: int | None = None) -> SegmentationScores:

@@ -61,6 +61,8 @@ class SegmentationScores:
     per_class_acc: dict[str, float] = field(default_factory=dict)
     # (C, C) int64 pixel counts, rows = true class, columns = predicted class (ignore_index pixels left out)
     confusion: np.ndarray | None = field(default=None, repr=False, compare=False)
+    # The scores per confidence bin (ConfidenceBins.to_list), when the predictor gave confidences; not in to_dict
+    by_confidence: list[dict] | None = field(default=None, repr=False, compare=False)
 
     @property
     def class_names(self) -> list[str]:
@@ -147,3 +149,56 @@ class MetricAccumulator:
 
     def scores(self) -> SegmentationScores:
         return scores_from_confusion(self.conf, self.class_names, self.num_images)
+
+
+# Equal-width bins of the highest softmax probability p, for the scores per confidence bin (`edgeseg eval --out`).
+CONFIDENCE_BINS = 10
+
+
+def confidence_bin(confidence: np.ndarray, bins: int = CONFIDENCE_BINS) -> np.ndarray:
+    """Bin index of each uint8 confidence q (p = q / 255): bin k holds k / bins <= p < (k + 1) / bins, and the last
+    bin also holds p = 1. Exact in integers: k = min(q * bins // 255, bins - 1)."""
+    return np.minimum(np.asarray(confidence, np.int64) * bins // 255, bins - 1)
+
+
+class ConfidenceBins:
+    """Adds up one confusion matrix per confidence bin, so the scores can be read where the model is sure and where
+    it is not: a model whose confidence means something has high IoU in its high bins and low IoU in its low ones."""
+
+    def __init__(self, class_names: Sequence[str], ignore_index: int = 255, bins: int = CONFIDENCE_BINS) -> None:
+        if bins < 1:
+            raise DataError(f"bins must be >= 1, got {bins}")
+        self.class_names = list(class_names)
+        self.ignore_index = ignore_index
+        self.bins = bins
+        self.conf = np.zeros((bins, len(self.class_names), len(self.class_names)), dtype=np.int64)
+
+    def update(self, label: np.ndarray, pred: np.ndarray, confidence: np.ndarray) -> None:
+        """One image: label, prediction and uint8 confidence of the same (H, W)."""
+        if confidence.shape != pred.shape:
+            raise DataError(f"confidence shape {confidence.shape} and prediction shape {pred.shape} differ")
+        which = confidence_bin(confidence, self.bins)
+        for k in range(self.bins):
+            inside = which == k
+            if inside.any():
+                self.conf[k] += confusion_matrix(label[inside], pred[inside], len(self.class_names),
+                                                 self.ignore_index)
+
+    def to_list(self) -> list[dict]:
+        """Per bin: its p range, its labelled pixels (count and share), pixel accuracy, mIoU and per-class IoU
+        (fractions; NaN where a bin has no pixels or a class is absent from it)."""
+        total = int(self.conf.sum())
+        result = []
+        for k in range(self.bins):
+            scores = scores_from_confusion(self.conf[k], self.class_names)
+            pixels = int(self.conf[k].sum())
+            result.append({
+                "confidence_from": k / self.bins,
+                "confidence_to": (k + 1) / self.bins,
+                "pixels": pixels,
+                "pixel_share": pixels / total if total else float("nan"),
+                "pixel_acc": scores.pixel_acc,
+                "miou": scores.miou,
+                "per_class_iou": scores.per_class_iou,
+            })
+        return result

@@ -101,7 +101,18 @@ void preprocess(const py::array& frame, py::array& out, std::array<float, 3> mea
     cpu::preprocess(src, H, W, stride, dst, h, w, mean.data(), std_.data(), fp16);
 }
 
-void argmax(const py::array& logits, py::array& out) {
+// The optional (H, W) uint8 confidence plane of argmax / upsample_argmax (None: not computed).
+uint8_t* confidence_plane(const py::object& confidence, int H, int W) {
+    if (confidence.is_none()) return nullptr;
+    if (!py::isinstance<py::array>(confidence)) fail("confidence must be a numpy array or None");
+    py::array a = py::reinterpret_borrow<py::array>(confidence);
+    need(a, "confidence", 2, true);
+    need_u8(a, "confidence");
+    need_shape(a, "confidence", {H, W});
+    return static_cast<uint8_t*>(a.mutable_data());
+}
+
+void argmax(const py::array& logits, py::array& out, const py::object& confidence) {
     need(logits, "logits", 3);
     const bool fp16 = float_kind(logits, "logits");
     need(out, "out", 2, true);
@@ -111,13 +122,14 @@ void argmax(const py::array& logits, py::array& out) {
     if (C < 1) fail("logits must have at least one class");
     if (ok == Kind::U8 && C > 256) fail("more than 256 classes need an int32 output");
     need_shape(out, "out", {H, W});
+    uint8_t* conf = confidence_plane(confidence, H, W);
     const void* in = logits.data();
     void* o = out.mutable_data();
     py::gil_scoped_release release;
-    cpu::argmax(in, fp16, C, H, W, o, ok == Kind::I32);
+    cpu::argmax(in, fp16, C, H, W, o, ok == Kind::I32, conf);
 }
 
-void upsample_argmax(const py::array& logits, int stride, py::array& out) {
+void upsample_argmax(const py::array& logits, int stride, py::array& out, const py::object& confidence) {
     need(logits, "logits", 3);
     const bool fp16 = float_kind(logits, "logits");
     need(out, "out", 2, true);
@@ -128,10 +140,11 @@ void upsample_argmax(const py::array& logits, int stride, py::array& out) {
     need_stride(stride);
     if (H < 1 || W < 1 || H > static_cast<long long>(h) * stride || W > static_cast<long long>(w) * stride)
         fail("out size must be within (h * stride, w * stride)");
+    uint8_t* conf = confidence_plane(confidence, H, W);
     const void* in = logits.data();
     auto* o = static_cast<uint8_t*>(out.mutable_data());
     py::gil_scoped_release release;
-    cpu::upsample_argmax(in, fp16, C, h, w, stride, o, H, W);
+    cpu::upsample_argmax(in, fp16, C, h, w, stride, o, H, W, conf);
 }
 
 void colorize(const py::array& mask, const py::array& palette, py::array& out) {
@@ -254,8 +267,9 @@ PYBIND11_MODULE(_C, m) {
     m.def("set_num_threads", &cpu::set_num_threads, py::arg("n"), "Threads for the CPU kernels (0: all cores).");
 
     m.def("preprocess", &preprocess, py::arg("frame"), py::arg("out"), py::arg("mean"), py::arg("std"));
-    m.def("argmax", &argmax, py::arg("logits"), py::arg("out"));
-    m.def("upsample_argmax", &upsample_argmax, py::arg("logits"), py::arg("stride"), py::arg("out"));
+    m.def("argmax", &argmax, py::arg("logits"), py::arg("out"), py::arg("confidence") = py::none());
+    m.def("upsample_argmax", &upsample_argmax, py::arg("logits"), py::arg("stride"), py::arg("out"),
+          py::arg("confidence") = py::none());
     m.def("colorize", &colorize, py::arg("mask"), py::arg("palette"), py::arg("out"));
     m.def("overlay", &overlay, py::arg("frame"), py::arg("mask"), py::arg("palette"), py::arg("alpha"),
           py::arg("out"));
@@ -278,23 +292,24 @@ PYBIND11_MODULE(_C, m) {
     m.def(
         "argmax_cuda",
         [](std::uintptr_t logits, bool fp16, int C, int H, int W, std::uintptr_t out, bool out_int32,
-           std::uintptr_t stream) {
+           std::uintptr_t stream, std::uintptr_t confidence) {
             py::gil_scoped_release release;
-            cuda::argmax(ptr<const void>(logits), fp16, C, H, W, ptr<void>(out), out_int32, stream_of(stream));
+            cuda::argmax(ptr<const void>(logits), fp16, C, H, W, ptr<void>(out), out_int32, stream_of(stream),
+                         ptr<uint8_t>(confidence));
         },
         py::arg("logits_ptr"), py::arg("fp16"), py::arg("C"), py::arg("H"), py::arg("W"), py::arg("out_ptr"),
-        py::arg("out_int32"), py::arg("stream"));
+        py::arg("out_int32"), py::arg("stream"), py::arg("confidence_ptr") = 0);
     m.def(
         "upsample_argmax_cuda",
         [](std::uintptr_t logits, bool fp16, int C, int h, int w, int stride, std::uintptr_t out, int H, int W,
-           std::uintptr_t stream) {
+           std::uintptr_t stream, std::uintptr_t confidence) {
             need_stride(stride);
             py::gil_scoped_release release;
             cuda::upsample_argmax(ptr<const void>(logits), fp16, C, h, w, stride, ptr<uint8_t>(out), H, W,
-                                  stream_of(stream));
+                                  stream_of(stream), ptr<uint8_t>(confidence));
         },
         py::arg("logits_ptr"), py::arg("fp16"), py::arg("C"), py::arg("h"), py::arg("w"), py::arg("stride"),
-        py::arg("out_ptr"), py::arg("H"), py::arg("W"), py::arg("stream"));
+        py::arg("out_ptr"), py::arg("H"), py::arg("W"), py::arg("stream"), py::arg("confidence_ptr") = 0);
     m.def(
         "colorize_cuda",
         [](std::uintptr_t mask, int H, int W, const py::bytes& palette, std::uintptr_t out, std::uintptr_t stream) {

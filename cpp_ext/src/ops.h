@@ -25,11 +25,16 @@
 //    out = (frame * (256 - a8) + colour * a8 + 128) >> 8, i.e. round-half-up of frame*(1-a)+colour*a with
 //    a = a8/256. Class ids >= K (void, 255) get a8 = 0, so the frame pixel is unchanged.
 //  * colorize: class ids >= K map to black (0, 0, 0).
+//  * confidence (optional second output of argmax / upsample_argmax): the highest softmax probability
+//    p = 1 / sum_c exp(l_c - l_max) as a uint8, floor(255 / sum + 0.5) = round(255 p), in the argmax's own pass
+//    (online softmax: the running sum is rescaled whenever the maximum changes; see confidence_update). exp is
+//    exp_nonpositive below, plain float32 operations that numpy repeats bit for bit. A pixel with a NaN logit gets 0.
 #pragma once
 
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 
@@ -205,6 +210,77 @@ ES_HD int nearest_index(int dst, double inv_scale, int src_size) {
 // Argmax update rule shared by every kernel (see the header comment).
 ES_HD bool takes_over(float v, float best) { return !(v <= best) && best == best; }
 
+// ---- confidence -----------------------------------------------------------------------------------------------------
+// Float operations rounded one at a time on both sides: nvcc would otherwise fuse a * b + c into an fma (the host
+// files are compiled with -ffp-contract=off).
+ES_HD float f_mul(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fmul_rn(a, b);
+#else
+    return a * b;
+#endif
+}
+ES_HD float f_add(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fadd_rn(a, b);
+#else
+    return a + b;
+#endif
+}
+ES_HD float f_sub(float a, float b) {
+#if defined(__CUDA_ARCH__)
+    return __fsub_rn(a, b);
+#else
+    return a - b;
+#endif
+}
+
+// 2^n for an integer n in [-126, 127], built from its exponent bits (exact).
+ES_HD float pow2_int(int n) {
+    const int bits = (n + 127) << 23;
+#if defined(__CUDA_ARCH__)
+    return __int_as_float(bits);
+#else
+    float f;
+    std::memcpy(&f, &bits, sizeof f);
+    return f;
+#endif
+}
+
+// exp(x) for x <= 0 (NaN allowed): 2^t with t = x log2(e) clamped to >= -124 (which also turns a NaN into -124;
+// below that a term cannot change a sum >= 1), t = n + f with n = trunc(t), f = t - n in (-1, 0] (exact), and
+// 2^f = 1 + f (c1 + f (c2 + f c3)), a cubic fitted for relative error on [-1, 0] with 2^0 = 1 exactly (so equal
+// logits give exact halves, thirds...): relative error < 1e-4, far below the 2e-3 that moves a uint8 probability by
+// one step. Branch-free, so the CPU loops vectorise; the same float32 operations in the same order as numpy's
+// reference (ops_reference.exp_nonpositive).
+ES_HD float exp_nonpositive(float x) {
+    constexpr float kLog2e = 1.4426950408889634f;
+    constexpr float c1 = 0.6915874481201172f, c2 = 0.2311585396528244f, c3 = 0.039615824818611145f;
+    float t = f_mul(x, kLog2e);
+    t = t >= -124.f ? t : -124.f;
+    const int n = static_cast<int>(t);
+    const float f = f_sub(t, static_cast<float>(n));
+    float p = f_add(f_mul(c3, f), c2);
+    p = f_add(f_mul(p, f), c1);
+    p = f_add(f_mul(p, f), 1.f);
+    return f_mul(p, pow2_int(n));
+}
+
+// One class of the online softmax, next to takes_over(v, best) with the same `best` (before the update):
+// sum holds sum_c exp(l_c - best). When v takes over, the old terms are rescaled by exp(best - v) and v adds 1;
+// otherwise v adds exp(v - best). Both factors are exp(-|v - best|): one exp per class. Start with sum = 1.
+ES_HD float confidence_update(float sum, float v, float best, bool take) {
+    const float e = exp_nonpositive(-fabsf(f_sub(v, best)));
+    const float rescaled = f_add(f_mul(sum, e), 1.f), grown = f_add(sum, e);  // both, then a select: vectorises
+    return take ? rescaled : grown;
+}
+
+// The uint8 confidence of a pixel from its final sum (>= 1) and maximum: round(255 / sum), 0 for a NaN maximum.
+ES_HD uint8_t confidence_u8(float sum, float best) {
+    const float q = f_add(div_rn(255.f, sum), 0.5f);  // in (0.5, 255.5]
+    return best == best ? static_cast<uint8_t>(static_cast<int>(q)) : static_cast<uint8_t>(0);
+}
+
 // Colour table for colorize and overlay, passed by value to CUDA kernels (1.3 KB, below the 4 KB parameter limit)
 // so a call needs no device allocation and concurrent streams never share state.
 struct Palette {
@@ -288,8 +364,11 @@ void set_num_threads(int n);
 
 void preprocess(const uint8_t* src, int H, int W, std::ptrdiff_t src_row_stride, void* dst, int h, int w,
                 const float mean[3], const float std[3], bool fp16);
-void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32);
-void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W);
+// `confidence` (H, W) uint8 or nullptr: also write each pixel's highest softmax probability (confidence_u8).
+void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32,
+            uint8_t* confidence = nullptr);
+void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W,
+                     uint8_t* confidence = nullptr);
 void colorize(const uint8_t* mask, int H, int W, const Palette& palette, uint8_t* out);
 void overlay(const uint8_t* frame, int H, int W, const uint8_t* mask, int h, int w, const Palette& palette,
              uint8_t* out);
@@ -307,9 +386,10 @@ std::string compiler_version();  // nvcc version the kernels were built with, e.
 
 void preprocess(const uint8_t* src, int H, int W, std::ptrdiff_t src_row_stride, void* dst, int h, int w,
                 const float mean[3], const float std[3], bool fp16, void* stream);
-void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32, void* stream);
+void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32, void* stream,
+            uint8_t* confidence = nullptr);
 void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W,
-                     void* stream);
+                     void* stream, uint8_t* confidence = nullptr);
 void colorize(const uint8_t* mask, int H, int W, const Palette& palette, uint8_t* out, void* stream);
 void overlay(const uint8_t* frame, int H, int W, const uint8_t* mask, int h, int w, const Palette& palette,
              uint8_t* out, void* stream);

@@ -220,6 +220,36 @@ void preprocess_impl(const uint8_t* src, int H, int W, std::ptrdiff_t stride, Ou
 
 // --- argmax ------------------------------------------------------------------------------------------------------
 
+// x86-64 Linux: the confidence loop is compiled three times (AVX-512, AVX2, the baseline's SSE2) and the loader picks
+// the widest the CPU has (target_clones, an ifunc). The clones run the same IEEE float operations in the same order,
+// only more lanes at a time (no fma: -ffp-contract=off), so they give the same bits. Measured on a 2-core AVX-512
+// Xeon/EPYC: the confidence's exp per class and pixel costs ~4x the argmax on SSE2, ~2x on AVX2, ~1.15x on AVX-512.
+#if defined(__x86_64__) && defined(__linux__) && (defined(__GNUC__) || defined(__clang__))
+#define ES_VECTOR_CLONES __attribute__((target_clones("avx512f", "avx2", "default")))
+#else
+#define ES_VECTOR_CLONES
+#endif
+
+// Class c (> 0) of the argmax over n pixels with its online softmax (confidence_update): v holds the class's
+// values, best / sum / idx the running state. Branch-free selects so the loop vectorises.
+ES_VECTOR_CLONES void argmax_confidence_step(const float* __restrict__ v, float* __restrict__ best,
+                                             float* __restrict__ sum, int32_t* __restrict__ idx, int n, int c) {
+    for (int i = 0; i < n; ++i) {
+        const float x = v[i], b = best[i];
+        const bool take = !(x <= b) & (b == b);  // takes_over()
+        sum[i] = confidence_update(sum[i], x, b, take);
+        best[i] = take ? x : b;
+        idx[i] = take ? c : idx[i];
+    }
+}
+
+// A row of float values: the row itself for float32, converted into `buf` for float16 (exact).
+inline const float* float_row(const float* row, int, float*) { return row; }
+inline const float* float_row(const uint16_t* row, int n, float* buf) {
+    for (int i = 0; i < n; ++i) buf[i] = half_to_float(row[i]);
+    return buf;
+}
+
 template <class In, class Out>
 void argmax_impl(const In* logits, int C, std::size_t N, Out* out) {
     constexpr int kBlock = 1024;
@@ -248,11 +278,48 @@ void argmax_impl(const In* logits, int C, std::size_t N, Out* out) {
     });
 }
 
+// argmax_impl plus the confidence plane (confidence_u8 of the online softmax), in the same pass over the logits.
+template <class In, class Out>
+void argmax_confidence_impl(const In* logits, int C, std::size_t N, Out* out, uint8_t* conf) {
+    constexpr int kBlock = 1024;
+    const int blocks = static_cast<int>((N + kBlock - 1) / kBlock);
+    parallel_ranges(blocks, static_cast<long long>(N) * C, [&](int b_begin, int b_end) {
+        float best[kBlock], sum[kBlock], buf[kBlock];
+        int32_t idx[kBlock];
+        for (int b = b_begin; b < b_end; ++b) {
+            const std::size_t start = static_cast<std::size_t>(b) * kBlock;
+            const int n = static_cast<int>(std::min<std::size_t>(kBlock, N - start));
+            for (int i = 0; i < n; ++i) {
+                best[i] = load(logits, start + i);
+                sum[i] = 1.f;
+                idx[i] = 0;
+            }
+            for (int c = 1; c < C; ++c)
+                argmax_confidence_step(float_row(logits + static_cast<std::size_t>(c) * N + start, n, buf), best, sum,
+                                       idx, n, c);
+            for (int i = 0; i < n; ++i) out[start + i] = static_cast<Out>(idx[i]);
+            for (int i = 0; i < n; ++i) conf[start + i] = confidence_u8(sum[i], best[i]);
+        }
+    });
+}
+
 // --- upsample_argmax ---------------------------------------------------------------------------------------------
 
 struct Run {
     int begin, end, i0, i1;  // output columns [begin, end) all read low-res columns i0 and i1
 };
+
+// Vertical lerps of upsample_value for one output row, once per class and low-res column, into t (C, w).
+template <class In>
+void vertical_lerps(const In* logits, int C, int h, int w, const LinearTap& ty, float* t) {
+    const std::size_t plane = static_cast<std::size_t>(h) * w;
+    for (int c = 0; c < C; ++c) {
+        const In* r0 = logits + c * plane + static_cast<std::size_t>(ty.i0) * w;
+        const In* r1 = logits + c * plane + static_cast<std::size_t>(ty.i1) * w;
+        float* tc = t + static_cast<std::size_t>(c) * w;
+        for (int x = 0; x < w; ++x) tc[x] = lerp(load(r0, x), load(r1, x), ty.w);
+    }
+}
 
 template <class In>
 void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uint8_t* out, int W, int y_begin,
@@ -262,16 +329,8 @@ void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uin
     float* t = scratch(tbuf, static_cast<std::size_t>(C) * w);
     float* best = scratch(bbuf, static_cast<std::size_t>(W));
     int32_t* idx = scratch(ibuf, static_cast<std::size_t>(W));
-    const std::size_t plane = static_cast<std::size_t>(h) * w;
     for (int y = y_begin; y < y_end; ++y) {
-        const LinearTap ty = upsample_tap(y, stride, h);
-        const float wy = ty.w;
-        for (int c = 0; c < C; ++c) {  // vertical lerps of upsample_value, once per low-res column
-            const In* r0 = logits + c * plane + static_cast<std::size_t>(ty.i0) * w;
-            const In* r1 = logits + c * plane + static_cast<std::size_t>(ty.i1) * w;
-            float* tc = t + static_cast<std::size_t>(c) * w;
-            for (int x = 0; x < w; ++x) tc[x] = lerp(load(r0, x), load(r1, x), wy);
-        }
+        vertical_lerps(logits, C, h, w, upsample_tap(y, stride, h), t);
         for (int c = 0; c < C; ++c) {  // its horizontal lerp, fused with the running argmax
             const float* tc = t + static_cast<std::size_t>(c) * w;
             for (const Run& run : runs) {
@@ -297,8 +356,45 @@ void upsample_argmax_rows(const In* logits, int C, int h, int w, int stride, uin
     }
 }
 
+// upsample_argmax_rows plus the confidence: each class's upsampled row is written out whole (the same lerps), then
+// one argmax_confidence_step over all W columns, a long loop that vectorises better than the short runs.
+template <class In>
+void upsample_argmax_confidence_rows(const In* logits, int C, int h, int w, int stride, uint8_t* out, uint8_t* conf,
+                                     int W, int y_begin, int y_end, const std::vector<Run>& runs, const float* wx) {
+    thread_local std::vector<float> tbuf, bbuf, sbuf, vbuf;
+    thread_local std::vector<int32_t> ibuf;
+    float* t = scratch(tbuf, static_cast<std::size_t>(C) * w);
+    float* best = scratch(bbuf, static_cast<std::size_t>(W));
+    float* sum = scratch(sbuf, static_cast<std::size_t>(W));
+    float* values = scratch(vbuf, static_cast<std::size_t>(W));
+    int32_t* idx = scratch(ibuf, static_cast<std::size_t>(W));
+    for (int y = y_begin; y < y_end; ++y) {
+        vertical_lerps(logits, C, h, w, upsample_tap(y, stride, h), t);
+        for (int c = 0; c < C; ++c) {
+            const float* tc = t + static_cast<std::size_t>(c) * w;
+            float* row = c == 0 ? best : values;
+            for (const Run& run : runs) {
+                const float a = tc[run.i0], b = tc[run.i1];
+                for (int x = run.begin; x < run.end; ++x) row[x] = lerp(a, b, wx[x]);
+            }
+            if (c == 0) {
+                for (int x = 0; x < W; ++x) {
+                    sum[x] = 1.f;
+                    idx[x] = 0;
+                }
+            } else {
+                argmax_confidence_step(values, best, sum, idx, W, c);
+            }
+        }
+        uint8_t* o = out + static_cast<std::size_t>(y) * W;
+        uint8_t* q = conf + static_cast<std::size_t>(y) * W;
+        for (int x = 0; x < W; ++x) o[x] = static_cast<uint8_t>(idx[x]);
+        for (int x = 0; x < W; ++x) q[x] = confidence_u8(sum[x], best[x]);
+    }
+}
+
 void upsample_argmax_any(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H,
-                         int W) {
+                         int W, uint8_t* conf = nullptr) {
     std::vector<float> wx(W);
     std::vector<Run> runs;
     for (int x = 0; x < W; ++x) {
@@ -308,7 +404,13 @@ void upsample_argmax_any(const void* logits, bool fp16, int C, int h, int w, int
         runs.back().end = x + 1;
     }
     parallel_ranges(H, static_cast<long long>(H) * W * C, [&](int y0, int y1) {
-        if (fp16)
+        if (conf != nullptr && fp16)
+            upsample_argmax_confidence_rows(static_cast<const uint16_t*>(logits), C, h, w, stride, out, conf, W, y0,
+                                            y1, runs, wx.data());
+        else if (conf != nullptr)
+            upsample_argmax_confidence_rows(static_cast<const float*>(logits), C, h, w, stride, out, conf, W, y0, y1,
+                                            runs, wx.data());
+        else if (fp16)
             upsample_argmax_rows(static_cast<const uint16_t*>(logits), C, h, w, stride, out, W, y0, y1, runs,
                                  wx.data());
         else
@@ -357,25 +459,29 @@ void preprocess(const uint8_t* src, int H, int W, std::ptrdiff_t src_row_stride,
         preprocess_impl(src, H, W, src_row_stride, static_cast<float*>(dst), h, w, mean, std_);
 }
 
-void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32) {
+void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32, uint8_t* confidence) {
     const std::size_t N = static_cast<std::size_t>(H) * W;
-    if (fp16) {
-        auto in = static_cast<const uint16_t*>(logits);
-        if (out_int32)
+    auto run = [&](auto in) {
+        if (confidence != nullptr) {
+            if (out_int32)
+                argmax_confidence_impl(in, C, N, static_cast<int32_t*>(out), confidence);
+            else
+                argmax_confidence_impl(in, C, N, static_cast<uint8_t*>(out), confidence);
+        } else if (out_int32) {
             argmax_impl(in, C, N, static_cast<int32_t*>(out));
-        else
+        } else {
             argmax_impl(in, C, N, static_cast<uint8_t*>(out));
-    } else {
-        auto in = static_cast<const float*>(logits);
-        if (out_int32)
-            argmax_impl(in, C, N, static_cast<int32_t*>(out));
-        else
-            argmax_impl(in, C, N, static_cast<uint8_t*>(out));
-    }
+        }
+    };
+    if (fp16)
+        run(static_cast<const uint16_t*>(logits));
+    else
+        run(static_cast<const float*>(logits));
 }
 
-void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W) {
-    upsample_argmax_any(logits, fp16, C, h, w, stride, out, H, W);
+void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W,
+                     uint8_t* confidence) {
+    upsample_argmax_any(logits, fp16, C, h, w, stride, out, H, W, confidence);
 }
 
 void colorize(const uint8_t* mask, int H, int W, const Palette& pal, uint8_t* out) {

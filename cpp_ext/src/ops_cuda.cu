@@ -48,48 +48,64 @@ __global__ void preprocess_kernel(const uint8_t* __restrict__ src, int H, int W,
     }
 }
 
-template <class In, class Out>
-__global__ void argmax_kernel(const In* __restrict__ logits, int C, size_t N, Out* __restrict__ out) {
+// With Conf, the online softmax of confidence_update (ops.h) runs next to the argmax and `conf` receives
+// confidence_u8; without it the kernel is the plain argmax.
+template <bool Conf, class In, class Out>
+__global__ void argmax_kernel(const In* __restrict__ logits, int C, size_t N, Out* __restrict__ out,
+                              uint8_t* __restrict__ conf) {
     const size_t i = static_cast<size_t>(blockIdx.x) * blockDim.x + threadIdx.x;
     if (i >= N) return;
-    float best = ld(logits, i);
+    float best = ld(logits, i), sum = 1.f;
     int idx = 0;
     for (int c = 1; c < C; ++c) {
         const float v = ld(logits, static_cast<size_t>(c) * N + i);
-        if (takes_over(v, best)) {
+        const bool take = takes_over(v, best);
+        if (Conf) sum = confidence_update(sum, v, best, take);
+        if (take) {
             best = v;
             idx = c;
         }
     }
     out[i] = static_cast<Out>(idx);
+    if (Conf) conf[i] = confidence_u8(sum, best);
 }
 
-template <class In>
-__device__ __forceinline__ int upsample_argmax_at(const In* __restrict__ logits, int C, int h, int w, int stride,
-                                                  int x, int y) {
+struct ArgmaxAt {
+    int idx;
+    uint8_t conf;
+};
+
+template <bool Conf, class In>
+__device__ __forceinline__ ArgmaxAt upsample_argmax_at(const In* __restrict__ logits, int C, int h, int w,
+                                                       int stride, int x, int y) {
     const LinearTap tx = upsample_tap(x, stride, w), ty = upsample_tap(y, stride, h);
     const size_t plane = static_cast<size_t>(h) * w;
     const size_t o00 = static_cast<size_t>(ty.i0) * w + tx.i0, o01 = static_cast<size_t>(ty.i0) * w + tx.i1;
     const size_t o10 = static_cast<size_t>(ty.i1) * w + tx.i0, o11 = static_cast<size_t>(ty.i1) * w + tx.i1;
-    float best = 0.f;
+    float best = 0.f, sum = 1.f;
     int idx = 0;
     for (int c = 0; c < C; ++c) {
         const In* p = logits + c * plane;
         const float v = upsample_value(ld(p, o00), ld(p, o01), ld(p, o10), ld(p, o11), tx.w, ty.w);
-        if (c == 0 || takes_over(v, best)) {
+        const bool take = c == 0 || takes_over(v, best);
+        if (Conf && c > 0) sum = confidence_update(sum, v, best, take);
+        if (take) {
             best = v;
             idx = c;
         }
     }
-    return idx;
+    return {idx, Conf ? confidence_u8(sum, best) : static_cast<uint8_t>(0)};
 }
 
-template <class In>
+template <bool Conf, class In>
 __global__ void upsample_argmax_kernel(const In* __restrict__ logits, int C, int h, int w, int stride,
-                                       uint8_t* __restrict__ out, int H, int W) {
+                                       uint8_t* __restrict__ out, int H, int W, uint8_t* __restrict__ conf) {
     const int x = blockIdx.x * blockDim.x + threadIdx.x, y = blockIdx.y * blockDim.y + threadIdx.y;
     if (x >= W || y >= H) return;
-    out[static_cast<size_t>(y) * W + x] = static_cast<uint8_t>(upsample_argmax_at(logits, C, h, w, stride, x, y));
+    const ArgmaxAt r = upsample_argmax_at<Conf>(logits, C, h, w, stride, x, y);
+    const size_t i = static_cast<size_t>(y) * W + x;
+    out[i] = static_cast<uint8_t>(r.idx);
+    if (Conf) conf[i] = r.conf;
 }
 
 __device__ __forceinline__ void load_palette(const Palette& pal, uint8_t (&colour)[256][3], uint16_t (&weight)[256]) {
@@ -160,36 +176,56 @@ void preprocess(const uint8_t* src, int H, int W, std::ptrdiff_t src_row_stride,
     check(cudaGetLastError(), "preprocess");
 }
 
-void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32, void* stream) {
-    const size_t N = static_cast<size_t>(H) * W;
+namespace {
+template <bool Conf>
+void launch_argmax(const void* logits, bool fp16, int C, size_t N, void* out, bool out_int32, cudaStream_t s,
+                   uint8_t* conf) {
     const int block = 256;
     const unsigned grid = static_cast<unsigned>((N + block - 1) / block);
-    cudaStream_t s = as_stream(stream);
     if (fp16) {
         auto in = static_cast<const __half*>(logits);
         if (out_int32)
-            argmax_kernel<<<grid, block, 0, s>>>(in, C, N, static_cast<int32_t*>(out));
+            argmax_kernel<Conf><<<grid, block, 0, s>>>(in, C, N, static_cast<int32_t*>(out), conf);
         else
-            argmax_kernel<<<grid, block, 0, s>>>(in, C, N, static_cast<uint8_t*>(out));
+            argmax_kernel<Conf><<<grid, block, 0, s>>>(in, C, N, static_cast<uint8_t*>(out), conf);
     } else {
         auto in = static_cast<const float*>(logits);
         if (out_int32)
-            argmax_kernel<<<grid, block, 0, s>>>(in, C, N, static_cast<int32_t*>(out));
+            argmax_kernel<Conf><<<grid, block, 0, s>>>(in, C, N, static_cast<int32_t*>(out), conf);
         else
-            argmax_kernel<<<grid, block, 0, s>>>(in, C, N, static_cast<uint8_t*>(out));
+            argmax_kernel<Conf><<<grid, block, 0, s>>>(in, C, N, static_cast<uint8_t*>(out), conf);
     }
+}
+
+template <bool Conf>
+void launch_upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H,
+                            int W, cudaStream_t s, uint8_t* conf) {
+    const dim3 block(kBX, kBY), grid = grid2d(W, H);
+    if (fp16)
+        upsample_argmax_kernel<Conf><<<grid, block, 0, s>>>(static_cast<const __half*>(logits), C, h, w, stride, out,
+                                                            H, W, conf);
+    else
+        upsample_argmax_kernel<Conf><<<grid, block, 0, s>>>(static_cast<const float*>(logits), C, h, w, stride, out,
+                                                            H, W, conf);
+}
+}  // namespace
+
+void argmax(const void* logits, bool fp16, int C, int H, int W, void* out, bool out_int32, void* stream,
+            uint8_t* confidence) {
+    const size_t N = static_cast<size_t>(H) * W;
+    if (confidence != nullptr)
+        launch_argmax<true>(logits, fp16, C, N, out, out_int32, as_stream(stream), confidence);
+    else
+        launch_argmax<false>(logits, fp16, C, N, out, out_int32, as_stream(stream), nullptr);
     check(cudaGetLastError(), "argmax");
 }
 
 void upsample_argmax(const void* logits, bool fp16, int C, int h, int w, int stride, uint8_t* out, int H, int W,
-                     void* stream) {
-    const dim3 block(kBX, kBY), grid = grid2d(W, H);
-    if (fp16)
-        upsample_argmax_kernel<<<grid, block, 0, as_stream(stream)>>>(static_cast<const __half*>(logits), C, h, w,
-                                                                      stride, out, H, W);
+                     void* stream, uint8_t* confidence) {
+    if (confidence != nullptr)
+        launch_upsample_argmax<true>(logits, fp16, C, h, w, stride, out, H, W, as_stream(stream), confidence);
     else
-        upsample_argmax_kernel<<<grid, block, 0, as_stream(stream)>>>(static_cast<const float*>(logits), C, h, w,
-                                                                      stride, out, H, W);
+        launch_upsample_argmax<false>(logits, fp16, C, h, w, stride, out, H, W, as_stream(stream), nullptr);
     check(cudaGetLastError(), "upsample_argmax");
 }
 

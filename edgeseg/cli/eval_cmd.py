@@ -2,7 +2,9 @@
 
 Prints the four FCN-paper scores, per-class IoU and accuracy and the row-normalised confusion matrix; `--json FILE`
 writes the scores, `--out DIR` writes scores.json, confusion.json (raw pixel counts), confusion.png and
-per_class.png. All come from the one evaluation loop (edgeseg.evaluation), whose scores carry the confusion matrix.
+per_class.png, and for models that give a confidence (logits out, not an in-graph argmax) confidence_bins.json and
+confidence_bins.png: the scores per bin of the pixels' highest softmax probability. All come from the one
+evaluation loop (edgeseg.evaluation), whose scores carry the confusion matrix.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from edgeseg.metrics import SegmentationScores, format_score, row_normalised
 
 # What --out DIR holds.
 OUT_FILES = ("scores.json", "confusion.json", "confusion.png", "per_class.png")
+# ... and, for models with a confidence, the scores per confidence bin.
+CONFIDENCE_FILES = ("confidence_bins.json", "confidence_bins.png")
 # The terminal shows the confusion matrix up to this many classes (wider tables wrap); --out always has it.
 MAX_PRINTED_CONFUSION_CLASSES = 20
 
@@ -36,7 +40,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", dest="json_out", metavar="FILE",
                         help="write the scores (fractions in [0, 1]) to this JSON file")
     parser.add_argument("--out", dest="out_dir", metavar="DIR",
-                        help=f"folder for {', '.join(OUT_FILES)} (the PNGs need matplotlib: the train or bench extra)")
+                        help=f"folder for {', '.join(OUT_FILES)}, and {' and '.join(CONFIDENCE_FILES)} (IoU per "
+                        "confidence bin) for models that output logits (the PNGs need matplotlib: the train or bench "
+                        "extra)")
     parser.add_argument("--backend", default="auto", choices=BACKENDS,
                         help="inference backend for .onnx/.engine models (auto: by file type and provider)")
     parser.add_argument("--limit", type=int, default=None, help="only the first N images")
@@ -73,7 +79,7 @@ def check_outputs(args: argparse.Namespace) -> None:
 
     outputs = [Output("--json", args.json_out)] if args.json_out else []
     if args.out_dir:
-        outputs.append(Output("--out", args.out_dir, folder=True, files=OUT_FILES))
+        outputs.append(Output("--out", args.out_dir, folder=True, files=OUT_FILES + CONFIDENCE_FILES))
     inputs = model_inputs(args.model) + dataset_input(args.data)
     if args.pred:
         inputs.append(Input("the --pred folder", args.pred, whole=True))
@@ -88,6 +94,8 @@ def _finite_or_none(value: Any) -> Any:
         return None
     if isinstance(value, dict):
         return {key: _finite_or_none(v) for key, v in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_none(v) for v in value]
     return value
 
 
@@ -105,6 +113,17 @@ def confusion_json(scores: SegmentationScores) -> str:
     rows = ",\n    ".join(json.dumps(row) for row in data.pop("matrix"))
     head = json.dumps(data, indent=2)[:-2]  # without the closing "\n}"
     return f'{head},\n  "matrix": [\n    {rows}\n  ]\n}}\n'
+
+
+def confidence_bins_json(scores: SegmentationScores, *, model: str | None, data: str, split: str) -> dict[str, Any]:
+    """What confidence_bins.json holds: per bin of the highest softmax probability p, its pixels and scores."""
+    return _finite_or_none({
+        "model": model, "data": data, "split": split, "classes": scores.class_names,
+        "binning": "pixels by their highest softmax probability p = q / 255 (q the uint8 confidence): bin "
+                   "[confidence_from, confidence_to), the last one including p = 1; pixel_share is the fraction "
+                   "of all labelled pixels in the bin; null where a bin has no pixels or a class is absent from it",
+        "bins": scores.by_confidence,
+    })
 
 
 def describe(args: argparse.Namespace, model_name: str | None, num_images: int) -> str:
@@ -168,7 +187,9 @@ def run(args: argparse.Namespace) -> int:
                          _predict_fn(Path(args.model), args.backend, model_facts_from_args(args)))
         model_name = meta.model_name
         dataset = open_dataset(args.data, args.split, synthetic_size=meta.input_size)
-        scores = evaluate_predictor(predict, dataset, meta.classes, limit=args.limit)
+        # the confidence comes from the same kernel pass as the mask; a graph ending in argmax has none
+        by_confidence = bool(args.out_dir) and meta.output_format != "classmap"
+        scores = evaluate_predictor(predict, dataset, meta.classes, limit=args.limit, by_confidence=by_confidence)
     result = scores_json(scores, model=args.model, pred=args.pred, data=str(args.data), split=args.split,
                          model_name=model_name)
     print(format_scores(scores))
@@ -182,6 +203,19 @@ def run(args: argparse.Namespace) -> int:
         out_dir = Path(args.out_dir)
         write_file(out_dir / "scores.json", text)
         write_file(out_dir / "confusion.json", confusion_json(scores))
-        write_accuracy_plots(out_dir, scores, describe(args, model_name, scores.num_images))
-        print(f"wrote {', '.join(str(out_dir / name) for name in OUT_FILES)}")
+        title = describe(args, model_name, scores.num_images)
+        write_accuracy_plots(out_dir, scores, title)
+        written = list(OUT_FILES)
+        if scores.by_confidence is not None:
+            from edgeseg.accuracy_plots import write_confidence_plot
+
+            write_file(out_dir / "confidence_bins.json", json.dumps(confidence_bins_json(
+                scores, model=args.model, data=str(args.data), split=args.split), indent=2) + "\n")
+            write_confidence_plot(out_dir, scores.by_confidence, title)
+            written += CONFIDENCE_FILES
+        print(f"wrote {', '.join(str(out_dir / name) for name in written)}")
+        if scores.by_confidence is None:
+            why = "--pred masks carry no confidence" if args.pred else "the model ends in an argmax (exported with " \
+                "--argmax), so it has no per-pixel confidence; export it without --argmax to get them"
+            print(f"no {' / '.join(CONFIDENCE_FILES)}: {why}")
     return 0

@@ -31,6 +31,10 @@ Jetson CSI camera (JetPack's OpenCV has GStreamer; the pipeline is one quoted ar
 several sources are batched into one inference call (up to the model's max batch) and each gets its own
 outputs: --out out.mp4 writes out_0.mp4, out_1.mp4, ...; --masks DIR writes DIR/0/, DIR/1/, ...
 
+--confidence DIR writes, next to each mask, its confidence: a uint8 PNG at the frame's size whose pixel is
+round(255 * p), p the highest softmax probability there (0.5 -> 128); --view confidence shows it as a heat map
+(dark: unsure, bright yellow: sure). Models exported with --argmax have no probabilities, so no confidence.
+
 --mode all       every frame gives one output frame and one mask; reading waits for inference (back-pressure)
 --mode realtime  live sources keep only their newest frame; dropped frames are counted in the stats
 stats add up: read = processed + dropped + unreadable, per source and in total.
@@ -51,12 +55,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     parser.add_argument("--out", metavar="OUT.mp4",
                         help="the video (H.264 where OpenCV can encode it, else mp4v with a warning); OUT_0.mp4, "
                         "OUT_1.mp4... for several sources; a picture (OUT.png/.jpg) for a single image in")
-    parser.add_argument("--view", choices=("overlay", "mask", "side-by-side"), default="overlay",
-                        help="what --out, --display and --view-http show: the overlay, the colour mask alone, or the "
-                        "frame and the overlay side by side")
+    from edgeseg.pipeline.views import VIEWS
+
+    parser.add_argument("--view", choices=VIEWS, default="overlay",
+                        help="what --out, --display and --view-http show: the overlay, the colour mask alone, the frame and "
+                        "the overlay side by side, or the confidence as a heat map")
     parser.add_argument("--legend", action="store_true", help="draw the class names in their colours")
     parser.add_argument("--show-fps", action="store_true", help="draw the running FPS on each picture")
     parser.add_argument("--masks", metavar="DIR", help="write class-id mask PNGs (frame resolution) here")
+    parser.add_argument("--confidence", metavar="DIR",
+                        help="write confidence PNGs (frame resolution, uint8 round(255 * highest softmax "
+                        "probability)) here, named like the masks")
     parser.add_argument("--alpha", type=finite_float, default=0.5, help="overlay opacity of the mask colours")
     parser.add_argument("--mode", choices=("all", "realtime"), default="all",
                         help="all: every frame processed; realtime: live sources drop stale frames")
@@ -108,12 +117,13 @@ def _check_outputs(args: argparse.Namespace) -> None:
     inputs = model_inputs(args.model) + source_inputs(args.source)
     if args.classes is not None:
         inputs.append(Input("--classes", args.classes))
-    check_outputs(stream_outputs(len(args.source), args.out, args.masks, args.stats), inputs)
+    check_outputs(stream_outputs(len(args.source), args.out, args.masks, args.stats, args.confidence), inputs)
 
 
 def run(args: argparse.Namespace) -> int:
-    if not (args.out or args.masks or args.display or args.stats or args.view_http):
-        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --masks DIR, --display, --view-http PORT, "
+    if not (args.out or args.masks or args.confidence or args.display or args.stats or args.view_http):
+        raise ConfigError("nothing to write: give --out OUT.mp4 and/or --masks DIR, --confidence DIR, --display, "
+                          "--view-http PORT, "
                           "--stats JSON")
     if not 0.0 <= args.alpha <= 1.0:
         raise ConfigError(f"--alpha must be in [0, 1], got {args.alpha}")
@@ -149,7 +159,8 @@ def _run(args: argparse.Namespace, facts: Any, live_view: Any) -> int:
     progress = ProgressReporter(sys.stderr)
     try:
         stats = run_stream(
-            segmenter, args.source, args.out, masks_dir=args.masks, alpha=args.alpha, mode=args.mode,
+            segmenter, args.source, args.out, masks_dir=args.masks, confidence_dir=args.confidence, alpha=args.alpha,
+            mode=args.mode,
             display=args.display, stats_path=args.stats, max_frames=args.max_frames, queue_size=args.queue_size,
             reconnect=Reconnect(attempts=args.reconnect_attempts, delay_s=args.reconnect_delay),
             stall_timeout_s=args.stall_timeout,
@@ -172,6 +183,8 @@ def _run(args: argparse.Namespace, facts: Any, live_view: Any) -> int:
         where = [w for w in (source.output, source.masks_dir and f"masks in {source.masks_dir}") if w]
         print(f"  [{source.index}] {source.source}: {source.processed} frame(s) -> {', '.join(where) or 'display'}"
               f" ({source.status}{'; ' + source.message if source.message else ''})")
+    if args.confidence:
+        print(f"confidence: {args.confidence}")
     if args.stats:
         print(f"stats: {args.stats}")
     if stats.interrupted:

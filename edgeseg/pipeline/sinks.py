@@ -275,7 +275,8 @@ def output_sink(path: Path, single_image_in: bool) -> "VideoSink | ImageSink":
 
 
 class MaskSink:
-    """A folder of uint8 class-id PNGs, one per frame, each written atomically (edgeseg.files.write_file)."""
+    """A folder of uint8 single-channel PNGs (class ids, or confidences), one per frame, each written atomically
+    (edgeseg.files.write_file)."""
 
     def __init__(self, folder: str | os.PathLike[str]) -> None:
         self.folder = Path(folder)

@@ -69,10 +69,10 @@ class SegmenterLike(Protocol):
     max_batch: int | None
     stage_ms: dict[str, float]
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]: ...
+    def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]: ...  # confidence=True when asked for
 
     def render(self, frame: np.ndarray, mask: np.ndarray, outputs: Sequence[str], alpha: float = 0.5
-               ) -> dict[str, np.ndarray]: ...
+               ) -> dict[str, np.ndarray]: ...  # confidence=... when asked for
 
 
 @dataclass(frozen=True)
@@ -176,6 +176,7 @@ class StreamPipeline:
         out: str | os.PathLike[str] | None = None,
         *,
         masks_dir: str | os.PathLike[str] | None = None,
+        confidence_dir: str | os.PathLike[str] | None = None,
         alpha: float = 0.5,
         mode: str = "all",
         display: bool = False,
@@ -192,7 +193,8 @@ class StreamPipeline:
         """`on_progress(stats)` is called from the calling thread about every 0.1 s while the run goes on.
         `stats_path` is only checked here (not an input); run_stream writes it. `view`: what the video, the
         window and the live view show (edgeseg.pipeline.views; default: the overlay). `live_view`: a bound
-        LiveHttpServer (`--view-http`), served while the run goes on and closed with it."""
+        LiveHttpServer (`--view-http`), served while the run goes on and closed with it. `confidence_dir`: uint8
+        confidence PNGs, laid out like the masks (the segmenter must support predict(confidence=True))."""
         _check_options(mode, sources, alpha, max_frames, queue_size, getattr(segmenter, "max_batch", None))
         self.segmenter = segmenter
         self.sources = [open_source(s, stall_timeout_s=stall_timeout_s) for s in sources]
@@ -211,7 +213,12 @@ class StreamPipeline:
             if masks_dir is not None
             else None
         )
-        check_outputs(stream_outputs(count, out, masks_dir, stats_path),
+        self.confidence_dirs = (
+            [Path(confidence_dir) if count == 1 else Path(confidence_dir) / str(i) for i in range(count)]
+            if confidence_dir is not None
+            else None
+        )
+        check_outputs(stream_outputs(count, out, masks_dir, stats_path, confidence_dir),
                       source_inputs(p for p in (getattr(s, "path", None) for s in self.sources) if p is not None))
         self.display = _display_possible(display)
         self.stats = self._new_stats()
@@ -226,16 +233,23 @@ class StreamPipeline:
             if self.out_paths is not None else [None] * count
         )
         self.view = view or View()
+        # the confidence comes from the same kernel pass as the mask, so it is asked for in predict() itself
+        self.confidence = self.confidence_dirs is not None or (
+            self.view.needs_confidence and (self.out_paths is not None or self.display))
+        if self.confidence:
+            _check_confidence_possible(segmenter)
         self.on_progress = on_progress
         self.live_view = live_view
         self._live_feed: LiveFeed | None = None
         self._fps_clocks = [_FpsClock() for _ in range(count)]
         self._masks: list[MaskSink | None] = [None] * count
+        self._confidences: list[MaskSink | None] = [None] * count
         self._window: DisplaySink | None = None
         self._output_thread: threading.Thread | None = None
         self._captures: list[threading.Thread] = []
         # What the output thread makes of each mask, so the segmenter's plan renders only that (ProcessingPlan.render)
         self._renders = (["mask"] if self.mask_dirs is not None else []) + (
+            ["confidence"] if self.confidence_dirs is not None else []) + (
             self.view.renders if self.out_paths is not None or self.display else [])
 
     def _new_stats(self) -> Stats:
@@ -276,6 +290,8 @@ class StreamPipeline:
                     video.fps = float(self.fps or source.fps or DEFAULT_FPS)
                 if self.mask_dirs is not None:
                     self._masks[index] = MaskSink(self.mask_dirs[index])
+                if self.confidence_dirs is not None:
+                    self._confidences[index] = MaskSink(self.confidence_dirs[index])
         except BaseException:
             for source in opened:
                 source.close()
@@ -436,7 +452,10 @@ class StreamPipeline:
                 batch = self._inputs.take(self.batch_limit)
                 if batch is None:
                     break
-                masks = self.segmenter.predict([item.frame.image for item in batch])
+                images = [item.frame.image for item in batch]
+                # with confidence: (mask, confidence) pairs, which the output thread unpacks
+                masks = (self.segmenter.predict(images, confidence=True) if self.confidence  # type: ignore[call-arg]
+                         else self.segmenter.predict(images))
                 if len(masks) != len(batch):
                     raise EdgeSegError(f"segmenter.predict returned {len(masks)} masks for {len(batch)} frames")
                 self.stats.record_batch(len(batch))
@@ -490,13 +509,21 @@ class StreamPipeline:
                     self.stats.sources[item.source].add("dropped")
             self._fail("output", exc)
 
-    def _write(self, item: _Item, mask: np.ndarray) -> None:
+    def _write(self, item: _Item, mask: Any) -> None:
         image = item.frame.image
         assert image is not None
-        rendered = self.segmenter.render(image, mask, self._renders, self.alpha)
+        if self.confidence:
+            mask, confidence = mask
+            rendered = self.segmenter.render(image, mask, self._renders, self.alpha,  # type: ignore[call-arg]
+                                             confidence=confidence)
+        else:
+            rendered = self.segmenter.render(image, mask, self._renders, self.alpha)
         masks = self._masks[item.source]
         if masks is not None:
             masks.write(item.frame.name, rendered["mask"])
+        confidences = self._confidences[item.source]
+        if confidences is not None:
+            confidences.write(item.frame.name, rendered["confidence"])
         video = self._video[item.source]
         if video is None and self._window is None and self._live_feed is None:
             return
@@ -626,17 +653,27 @@ def _check_options(mode: str, sources: Sequence[Any], alpha: float, max_frames: 
 
 
 def stream_outputs(count: int, out: str | os.PathLike[str] | None, masks_dir: str | os.PathLike[str] | None,
-                   stats_path: str | os.PathLike[str] | None) -> list[Output]:
+                   stats_path: str | os.PathLike[str] | None,
+                   confidence_dir: str | os.PathLike[str] | None = None) -> list[Output]:
     """What a run over `count` sources writes, for the output guard: each source's video (numbered when several),
-    each source's mask folder and the stats."""
+    each source's mask folder and confidence folder, and the stats."""
     outputs = [Output("--out", out if count == 1 else numbered_path(Path(out), i, count))  # as typed: 'x/' is a folder
                for i in range(count)] if out is not None else []
-    if masks_dir is not None:
-        outputs += ([Output("--masks", masks_dir, folder=True)] if count == 1 else
-                    [Output("--masks", Path(masks_dir) / str(i), folder=True) for i in range(count)])
+    for flag, folder in (("--masks", masks_dir), ("--confidence", confidence_dir)):
+        if folder is not None:
+            outputs += ([Output(flag, folder, folder=True)] if count == 1 else
+                        [Output(flag, Path(folder) / str(i), folder=True) for i in range(count)])
     if stats_path is not None:
         outputs.append(Output("--stats", stats_path))
     return outputs
+
+
+def _check_confidence_possible(segmenter: SegmenterLike) -> None:
+    """ConfigError now, before any frame is read, when the model has no confidence (its graph ends in argmax)."""
+    plan = getattr(segmenter, "plan", None)
+    check = getattr(plan, "check_confidence", None)
+    if check is not None:
+        check()
 
 
 def _display_possible(asked: bool) -> bool:
@@ -681,6 +718,7 @@ def run_stream(
     out: str | os.PathLike[str] | None = None,
     *,
     masks_dir: str | os.PathLike[str] | None = None,
+    confidence_dir: str | os.PathLike[str] | None = None,
     alpha: float = 0.5,
     mode: str = "all",
     display: bool = False,
@@ -700,6 +738,8 @@ def run_stream(
     out: the overlay MP4; with several sources each gets its own, `out_0.mp4`, `out_1.mp4`, ...
     masks_dir: mask PNGs (class ids at the frame's resolution) named 000000.png... or by image stem for folders;
         with several sources they go to masks_dir/0/, masks_dir/1/, ...
+    confidence_dir: the same for the confidence, uint8 round(255 * highest softmax probability) per pixel, named like
+        the masks (a model whose graph ends in argmax has none: ConfigError before anything is read).
     mode: 'all' (every frame, back-pressure) or 'realtime' (live sources: newest frame wins, drops counted).
     max_frames: stop each source after this many frames read. queue_size: frames buffered per source
         (default 4 in 'all', 1 in 'realtime'). fps: the output video's rate (default: the source's, 30 for live).
@@ -711,7 +751,8 @@ def run_stream(
     if isinstance(sources, (str, os.PathLike, Source)):
         sources = [sources]
     pipeline = StreamPipeline(
-        segmenter, sources, out, masks_dir=masks_dir, alpha=alpha, mode=mode, display=display,
+        segmenter, sources, out, masks_dir=masks_dir, confidence_dir=confidence_dir, alpha=alpha, mode=mode,
+        display=display,
         max_frames=max_frames, queue_size=queue_size, reconnect=reconnect, fps=fps, stats_path=stats_path,
         stall_timeout_s=stall_timeout_s, view=view, on_progress=on_progress, live_view=live_view,
     )

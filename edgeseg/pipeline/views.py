@@ -1,5 +1,6 @@
-"""What `edgeseg run` shows and writes for each frame: the view (overlay, colour mask, or frame and overlay side
-by side), with an optional legend of class names in their palette colours and an optional FPS text.
+"""What `edgeseg run` shows and writes for each frame: the view (overlay, colour mask, frame and overlay side
+by side, or the confidence heat map), with an optional legend (class names in their palette colours, or for the heat
+map its colour scale) and an optional FPS text.
 
 The pixels come from the model's ProcessingPlan (`Segmenter.render`); this module only lays them out.
 """
@@ -14,7 +15,7 @@ import numpy as np
 
 from edgeseg.errors import ConfigError
 
-VIEWS = ("overlay", "mask", "side-by-side")
+VIEWS = ("overlay", "mask", "side-by-side", "confidence")
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 
 
@@ -31,13 +32,18 @@ class View:
     def __post_init__(self) -> None:
         if self.kind not in VIEWS:
             raise ConfigError(f"--view must be one of {VIEWS}, got {self.kind!r}")
-        if self.legend and (not self.classes or self.palette_bgr is None):
+        if self.legend and not self.needs_confidence and (not self.classes or self.palette_bgr is None):
             raise ConfigError("a legend needs the model's class names and palette")
+
+    @property
+    def needs_confidence(self) -> bool:
+        """True when the picture needs the per-pixel confidence (predict(confidence=True))."""
+        return self.kind == "confidence"
 
     @property
     def renders(self) -> list[str]:
         """What the plan must render for this view (ProcessingPlan.OUTPUTS)."""
-        return ["color"] if self.kind == "mask" else ["overlay"]
+        return {"mask": ["color"], "confidence": ["confidence_heatmap"]}.get(self.kind, ["overlay"])
 
     def compose(self, frame: np.ndarray, rendered: dict[str, np.ndarray], fps: float | None = None) -> np.ndarray:
         """The picture for one frame, from the plan's rendered outputs (never modifies them)."""
@@ -45,9 +51,13 @@ class View:
             image = rendered["color"].copy()
         elif self.kind == "side-by-side":
             image = np.hstack([frame, rendered["overlay"]])
+        elif self.kind == "confidence":
+            image = rendered["confidence_heatmap"].copy()
         else:
             image = rendered["overlay"].copy()
-        if self.legend:
+        if self.legend and self.kind == "confidence":
+            draw_confidence_scale(image)
+        elif self.legend:
             draw_legend(image, self.classes, self.palette_bgr)  # type: ignore[arg-type]
         if self.show_fps and fps is not None:
             draw_label(image, f"{fps:.1f} FPS", (8, 8))
@@ -77,3 +87,19 @@ def draw_legend(image: np.ndarray, classes: Sequence[str], palette_bgr: np.ndarr
         cv2.rectangle(image, (x0, y), (x0 + box_w, y + row), (0, 0, 0), cv2.FILLED)
         cv2.rectangle(image, (x0 + 3, y + 3), (x0 + row - 3, y + row - 3), colour, cv2.FILLED)
         cv2.putText(image, name, (x0 + row + 4, y + text_h + 3), _FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
+
+
+def draw_confidence_scale(image: np.ndarray, height: int = 120, scale: float = 0.45) -> None:
+    """The heat map's colour scale at the image's top right, in place: 100 % at the top, 0 % at the bottom."""
+    from edgeseg.runtime.plan import ProcessingPlan
+
+    height = max(min(height, image.shape[0] - 16), 2)
+    ramp = np.linspace(255, 0, height).round().astype(np.uint8)[:, None].repeat(14, axis=1)
+    bar = ProcessingPlan.heatmap(ramp)
+    (text_w, text_h), _ = cv2.getTextSize("100%", _FONT, scale, 1)
+    x0 = image.shape[1] - bar.shape[1] - text_w - 16
+    if x0 < 0:
+        return  # too narrow for a scale
+    image[8 : 8 + height, x0 : x0 + bar.shape[1]] = bar
+    draw_label(image, "100%", (x0 + bar.shape[1] + 6, 8), scale)
+    draw_label(image, "0%", (x0 + bar.shape[1] + 6, 8 + height - text_h - 2), scale)

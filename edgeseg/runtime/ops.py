@@ -189,15 +189,15 @@ def _logits(logits: Any) -> np.ndarray:
     return _array(logits, "logits", (np.float32, np.float16), 3)
 
 
-def _out(out: Any, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray:
+def _out(out: Any, shape: tuple[int, ...], dtype: np.dtype, name: str = "out") -> np.ndarray:
     if out is None:
         return np.empty(shape, dtype)
     if not isinstance(out, np.ndarray):
-        raise ConfigError(f"out must be a numpy array for numpy inputs, got {type(out).__name__}")
+        raise ConfigError(f"{name} must be a numpy array for numpy inputs, got {type(out).__name__}")
     if out.shape != shape or out.dtype != dtype:
-        raise ConfigError(f"out must have shape {shape} and dtype {dtype}, got {out.shape} {out.dtype}")
+        raise ConfigError(f"{name} must have shape {shape} and dtype {dtype}, got {out.shape} {out.dtype}")
     if not out.flags.c_contiguous or not out.flags.writeable:
-        raise ConfigError("out must be a writeable C-contiguous array")
+        raise ConfigError(f"{name} must be a writeable C-contiguous array")
     return out
 
 
@@ -343,14 +343,27 @@ def preprocess(
     return result
 
 
-def argmax(logits: Any, out: Any = None, out_dtype: Any = np.uint8, stream: Any = None) -> Any:
+def _confidence_flag(confidence: Any, confidence_out: Any) -> bool:
+    if not isinstance(confidence, (bool, np.bool_)):
+        raise ConfigError(f"confidence must be True or False, got {confidence!r}")
+    if confidence_out is not None and not confidence:
+        raise ConfigError("confidence_out= is given but confidence=False: pass confidence=True to fill it")
+    return bool(confidence)
+
+
+def argmax(logits: Any, out: Any = None, out_dtype: Any = np.uint8, stream: Any = None, *,
+           confidence: bool = False, confidence_out: Any = None) -> Any:
     """(C, H, W) or (1, C, H, W) float32/float16 logits -> (H, W) class ids (uint8 or int32).
 
     Ties: the first maximum wins (np.argmax). NaN: counts as larger than any number, the first NaN wins (np.argmax).
+    With ``confidence=True`` returns ``(mask, confidence)``: the highest softmax probability of each pixel as uint8
+    ``round(255 * p)``, computed in the same pass (0 for a pixel with a NaN logit; see ops_reference). It goes into
+    `confidence_out` when given ((H, W) uint8, on the same device as the logits).
     """
     odt = np.dtype(out_dtype)
     if odt not in (np.uint8, np.int32):
         raise ConfigError(f"out_dtype must be uint8 or int32, got {odt}")
+    want = _confidence_flag(confidence, confidence_out)
     if _is_cuda(logits):
         _require_cuda()
         src = _device_array(logits, "logits", (np.float32, np.float16), 3)
@@ -358,18 +371,22 @@ def argmax(logits: Any, out: Any = None, out_dtype: Any = np.uint8, stream: Any 
         if odt == np.uint8 and classes > 256:
             raise ConfigError(f"{classes} classes do not fit uint8: use out_dtype=np.int32")
         dst = _device_out(out, logits, (H, W), odt)
+        conf = _device_out(confidence_out, logits, (H, W), np.dtype(np.uint8), "confidence_out") if want else None
         _launch("argmax_cuda", src.ptr, src.dtype == np.float16, classes, H, W, dst.ptr, odt == np.int32,
-                _stream_handle(stream, logits))
-        return dst.obj
+                _stream_handle(stream, logits), *([conf.ptr] if conf is not None else []))
+        return (dst.obj, conf.obj) if conf is not None else dst.obj
     lg = _logits(logits)
     if odt == np.uint8 and lg.shape[0] > 256:
         raise ConfigError(f"{lg.shape[0]} classes do not fit uint8: use out_dtype=np.int32")
     result = _out(out, lg.shape[1:], odt)
+    conf_np = _out(confidence_out, lg.shape[1:], np.dtype(np.uint8), "confidence_out") if want else None
     if _use_cpp():
-        _C.argmax(lg, result)
+        _C.argmax(lg, result, conf_np)
+    elif conf_np is not None:
+        result[...], conf_np[...] = _ref.argmax_confidence(lg, odt)
     else:
         result[...] = _ref.argmax(lg, odt)
-    return result
+    return (result, conf_np) if conf_np is not None else result
 
 
 def _check_upsample(shape: tuple[int, ...], out_size: Any, stride: Any) -> tuple[int, int, int]:
@@ -386,26 +403,33 @@ def _check_upsample(shape: tuple[int, ...], out_size: Any, stride: Any) -> tuple
     return H, W, s
 
 
-def upsample_argmax(logits: Any, out_size: tuple[int, int], stride: int, out: Any = None, stream: Any = None) -> Any:
+def upsample_argmax(logits: Any, out_size: tuple[int, int], stride: int, out: Any = None, stream: Any = None, *,
+                    confidence: bool = False, confidence_out: Any = None) -> Any:
     """Bilinear upsampling of (C, h, w) logits by `stride` (torch align_corners=False; float32, vertical then
     horizontal, the same bits on CPU and CUDA), cropped to out_size (H, W) <= (h*stride, w*stride), then argmax over
-    C -> uint8 (H, W). Same tie/NaN rules as argmax."""
+    C -> uint8 (H, W). Same tie/NaN rules as argmax. ``confidence=True`` returns ``(mask, confidence)``, the
+    softmax of the same upsampled logits (see argmax)."""
+    want = _confidence_flag(confidence, confidence_out)
     if _is_cuda(logits):
         _require_cuda()
         src = _device_array(logits, "logits", (np.float32, np.float16), 3)
         H, W, s = _check_upsample(src.shape, out_size, stride)
         dst = _device_out(out, logits, (H, W), np.dtype(np.uint8))
+        conf = _device_out(confidence_out, logits, (H, W), np.dtype(np.uint8), "confidence_out") if want else None
         _launch("upsample_argmax_cuda", src.ptr, src.dtype == np.float16, *src.shape, s, dst.ptr, H, W,
-                _stream_handle(stream, logits))
-        return dst.obj
+                _stream_handle(stream, logits), *([conf.ptr] if conf is not None else []))
+        return (dst.obj, conf.obj) if conf is not None else dst.obj
     lg = _logits(logits)
     H, W, s = _check_upsample(lg.shape, out_size, stride)
     result = _out(out, (H, W), np.dtype(np.uint8))
+    conf_np = _out(confidence_out, (H, W), np.dtype(np.uint8), "confidence_out") if want else None
     if _use_cpp():
-        _C.upsample_argmax(lg, s, result)
+        _C.upsample_argmax(lg, s, result, conf_np)
+    elif conf_np is not None:
+        result[...], conf_np[...] = _ref.upsample_argmax_confidence(lg, (H, W), s)
     else:
         result[...] = _ref.upsample_argmax(lg, (H, W), s)
-    return result
+    return (result, conf_np) if conf_np is not None else result
 
 
 def colorize(mask: Any, palette: Any, out: Any = None, stream: Any = None) -> Any:

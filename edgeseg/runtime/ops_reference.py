@@ -25,6 +25,11 @@ Conventions, shared with cpp_ext/src/ops.h:
 * overlay blend: ``a8 = round(alpha * 256)``; ``out = (frame * (256 - a8) + colour * a8 + 128) >> 8`` — the
   round-half-up value of ``frame * (1 - a) + colour * a`` with ``a = a8 / 256``. Class ids >= K leave the pixel as is.
 * colorize: class ids >= K are black.
+* confidence (`argmax_confidence`, `upsample_argmax_confidence`): the highest softmax probability of each pixel,
+  ``p = 1 / sum_c exp(l_c - l_max)``, as uint8 ``floor(255 / sum + 0.5)`` (``round(255 p)``), computed in the
+  argmax's own pass over the classes: the running sum is rescaled by ``exp(best - v)`` when a class takes over and
+  grows by ``exp(v - best)`` otherwise (`confidence_update`), with `exp_nonpositive`'s float32 cubic. Within
+  1 LSB of float64 softmax; a pixel with a NaN logit gets 0.
 """
 
 from __future__ import annotations
@@ -34,7 +39,11 @@ import numpy as np
 __all__ = [
     "alpha_to_a8",
     "argmax",
+    "argmax_confidence",
     "colorize",
+    "confidence_u8",
+    "confidence_update",
+    "exp_nonpositive",
     "fma_f32",
     "nearest_indices",
     "normalise_lut",
@@ -44,6 +53,7 @@ __all__ = [
     "resize_taps",
     "src_pos",
     "upsample_argmax",
+    "upsample_argmax_confidence",
     "upsample_argmax_overlay",
     "upsample_bilinear",
     "upsample_taps",
@@ -180,25 +190,101 @@ def upsample_bilinear(logits: np.ndarray, stride: int, out_size: tuple[int, int]
     return top * (1 - wy[:, None]) + bottom * wy[:, None]
 
 
-def upsample_argmax(logits: np.ndarray, out_size: tuple[int, int], stride: int, rows_per_chunk: int = 64) -> np.ndarray:
-    """argmax over C of the float32 bilinear upsampling of (C, h, w) logits by `stride`, cropped to out_size:
-    vertical lerps, then horizontal, each ``a + w * (b - a)`` in float32 (upsample_value in ops.h)."""
+def _upsampled_chunks(logits: np.ndarray, out_size: tuple[int, int], stride: int, rows_per_chunk: int):
+    """(row slice, float32 (C, rows, W) upsampled logits) chunks of the float32 bilinear upsampling of (C, h, w)
+    logits by `stride`, cropped to out_size: vertical lerps, then horizontal, each ``a + w * (b - a)`` in float32
+    (upsample_value in ops.h). Chunks keep the memory bounded for large frames."""
     if logits.ndim == 4:
         logits = logits[0]
     C, h, w = logits.shape
     H, W = out_size
-    out = np.empty((H, W), np.uint8)
     y0, y1, wy = upsample_taps(H, stride, h)
     x0, x1, wx = upsample_taps(W, stride, w)
     lg = logits.astype(np.float32)  # float16 -> float32 is exact
-    with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN here as in the kernels
-        for start in range(0, H, rows_per_chunk):  # bounded memory for large frames
-            sl = slice(start, min(H, start + rows_per_chunk))
+    for start in range(0, H, rows_per_chunk):
+        sl = slice(start, min(H, start + rows_per_chunk))
+        with np.errstate(invalid="ignore", over="ignore"):  # inf - inf is NaN here as in the kernels
             r0, r1 = lg[:, y0[sl]], lg[:, y1[sl]]  # (C, rows, w)
             t = r0 + wy[sl][:, None] * (r1 - r0)
             a, b = t[:, :, x0], t[:, :, x1]
-            out[sl] = np.argmax(a + wx * (b - a), axis=0)
+            values = a + wx * (b - a)
+        yield sl, values
+
+
+def upsample_argmax(logits: np.ndarray, out_size: tuple[int, int], stride: int, rows_per_chunk: int = 64) -> np.ndarray:
+    """argmax over C of the float32 bilinear upsampling of (C, h, w) logits by `stride`, cropped to out_size:
+    vertical lerps, then horizontal, each ``a + w * (b - a)`` in float32 (upsample_value in ops.h)."""
+    out = np.empty(tuple(out_size), np.uint8)
+    for sl, values in _upsampled_chunks(logits, out_size, stride, rows_per_chunk):
+        out[sl] = np.argmax(values, axis=0)
     return out
+
+
+# ----- confidence ------------------------------------------------------------------------------------------------
+
+_LOG2E = np.float32(1.4426950408889634)
+# 2^f on [-1, 0] = 1 + f (c1 + f (c2 + f c3)): a cubic fitted for relative error (< 1e-4) with 2^0 = 1 exactly
+# (exp_nonpositive in ops.h); float32 values, highest degree first.
+_EXP2_COEFFS = (np.float32(0.039615824818611145), np.float32(0.2311585396528244), np.float32(0.6915874481201172),
+                np.float32(1.0))
+
+
+def exp_nonpositive(x: np.ndarray) -> np.ndarray:
+    """float32 exp(x) for x <= 0, the kernels' way bit for bit: t = x log2(e) clamped to >= -124 (NaN -> -124),
+    n = trunc(t), 2^(t - n) by the cubic (Horner, one rounding per operation), times 2^n."""
+    x = np.asarray(x, np.float32)
+    t = x * _LOG2E
+    t = np.where(t >= np.float32(-124), t, np.float32(-124)).astype(np.float32)
+    n = np.trunc(t)
+    f = t - n
+    p = np.full_like(f, _EXP2_COEFFS[0])
+    for c in _EXP2_COEFFS[1:]:
+        p = p * f + c
+    return (p * np.ldexp(np.float32(1), n.astype(np.int32))).astype(np.float32)
+
+
+def confidence_update(total: np.ndarray, v: np.ndarray, best: np.ndarray, take: np.ndarray) -> np.ndarray:
+    """One class of the online softmax (`best` before the update): rescale by exp(best - v) and add 1 where v
+    takes over, else add exp(v - best); both factors are exp(-|v - best|)."""
+    with np.errstate(invalid="ignore"):  # inf - inf: a NaN the exp clamps away
+        e = exp_nonpositive(-np.abs(v - best))
+    return np.where(take, total * e + np.float32(1), total + e).astype(np.float32)
+
+
+def confidence_u8(total: np.ndarray, best: np.ndarray) -> np.ndarray:
+    """uint8 floor(255 / sum + 0.5) in float32 (round(255 p)); 0 where the maximum is NaN."""
+    q = np.float32(255) / total + np.float32(0.5)
+    return np.where(best == best, q.astype(np.int32), 0).astype(np.uint8)
+
+
+def _argmax_confidence_of(values: np.ndarray) -> np.ndarray:
+    """uint8 confidence of float32 (C, ...) values: the kernels' single pass over the classes, in class order."""
+    best = values[0].copy()
+    total = np.ones_like(best)
+    for c in range(1, values.shape[0]):
+        v = values[c]
+        take = ~(v <= best) & (best == best)  # takes_over(): np.argmax's rule
+        total = confidence_update(total, v, best, take)
+        best = np.where(take, v, best)
+    return confidence_u8(total, best)
+
+
+def argmax_confidence(logits: np.ndarray, out_dtype: type = np.uint8) -> tuple[np.ndarray, np.ndarray]:
+    """(argmax, uint8 confidence) of (C, H, W) or (1, C, H, W) logits."""
+    if logits.ndim == 4:
+        logits = logits[0]
+    return argmax(logits, out_dtype), _argmax_confidence_of(logits.astype(np.float32))
+
+
+def upsample_argmax_confidence(logits: np.ndarray, out_size: tuple[int, int], stride: int,
+                               rows_per_chunk: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """(upsample_argmax, uint8 confidence of the same float32 upsampled logits)."""
+    mask = np.empty(tuple(out_size), np.uint8)
+    confidence = np.empty(tuple(out_size), np.uint8)
+    for sl, values in _upsampled_chunks(logits, out_size, stride, rows_per_chunk):
+        mask[sl] = np.argmax(values, axis=0)
+        confidence[sl] = _argmax_confidence_of(values)
+    return mask, confidence
 
 
 def colorize(mask: np.ndarray, palette: np.ndarray) -> np.ndarray:

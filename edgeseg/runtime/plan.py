@@ -9,8 +9,9 @@ is left to do on each side:
       -> [float graphs] RGB, /255, (x - mean) / std, NCHW          ([uint8 graphs] NHWC BGR, normalised in-graph)
       -> graph
       -> [logits] argmax  | [lowres logits] bilinear x stride + crop + argmax in one pass | [classmap] as is
-      -> uint8 mask at input_size
-      -> outputs: mask at frame size (nearest), overlay (nearest inside the blend), colour mask
+      -> uint8 mask at input_size   (+ on request, from the same pass: uint8 confidence, round(255 * max softmax))
+      -> outputs: mask at frame size (nearest), overlay (nearest inside the blend), colour mask,
+         confidence at frame size (nearest, so each pixel's confidence is its mask class's) and its heat map
 
 The CPU executor is this module (`preprocess`, `postprocess`, `render`), running edgeseg.runtime.ops' C++ kernels.
 The GPU executor (TensorRT's device path) runs the same steps with the CUDA kernels, reading the same plan. Every
@@ -32,8 +33,11 @@ from edgeseg.runtime import ops
 
 # The stages one inference call is timed in, everywhere (Segmenter, TensorRT device path, bench, pipeline stats).
 STAGES = ("preprocess", "infer", "postprocess")
-# What render() can make from a frame and its mask.
-OUTPUTS = ("mask", "overlay", "color")
+# What render() can make from a frame and its mask (the last two also need the confidence map).
+OUTPUTS = ("mask", "overlay", "color", "confidence", "confidence_heatmap")
+CONFIDENCE_OUTPUTS = ("confidence", "confidence_heatmap")
+# The heat map's colours: dark purple where the model is unsure (p near 0), bright yellow where it is sure (p = 1).
+HEATMAP_COLORMAP = cv2.COLORMAP_INFERNO
 
 
 def check_frame(frame: Any, index: int = 0) -> np.ndarray:
@@ -83,6 +87,14 @@ class ProcessingPlan:
     def argmax_in_graph(self) -> bool:
         return self.output == "classmap"
 
+    def check_confidence(self) -> None:
+        """ConfigError unless the graph outputs logits: a graph that ends in argmax has no probabilities left."""
+        if self.argmax_in_graph:
+            raise ConfigError(
+                "this model ends in an argmax inside its graph (exported with --argmax), so it outputs class ids "
+                "only and has no per-pixel confidence; export it again without --argmax (edgeseg export "
+                "CHECKPOINT --out DIR) to get logits, which give both the mask and the confidence")
+
     def input_shape(self, batch: int) -> tuple[int, int, int, int]:
         height, width = self.input_size
         return (batch, height, width, 3) if self.normalize_in_graph else (batch, 3, height, width)
@@ -107,8 +119,14 @@ class ProcessingPlan:
                                out=out[index : index + 1])
         return out
 
-    def postprocess(self, output: np.ndarray) -> list[np.ndarray]:
-        """The graph's output batch -> uint8 masks at input_size, each a new array the caller owns."""
+    def postprocess(self, output: np.ndarray, confidence: bool = False) -> list[Any]:
+        """The graph's output batch -> uint8 masks at input_size, each a new array the caller owns.
+
+        With `confidence`, a list of (mask, confidence) pairs instead: the confidence is each pixel's highest
+        softmax probability as uint8 round(255 * p), from the same kernel pass (ops.argmax / ops.upsample_argmax);
+        ConfigError for a graph that ends in argmax (check_confidence)."""
+        if confidence:
+            self.check_confidence()
         output = np.asarray(output)
         if self.output == "classmap":
             if output.ndim != 3:
@@ -118,9 +136,9 @@ class ProcessingPlan:
         if output.ndim != 4:
             raise DataError(f"a logits graph must output (N, C, H, W), got {output.shape}")
         if self.output == "lowres":
-            return [ops.upsample_argmax(np.ascontiguousarray(one), self.input_size, self.output_stride)
-                    for one in output]
-        return [ops.argmax(np.ascontiguousarray(one)) for one in output]
+            return [ops.upsample_argmax(np.ascontiguousarray(one), self.input_size, self.output_stride,
+                                        confidence=confidence) for one in output]
+        return [ops.argmax(np.ascontiguousarray(one), confidence=confidence) for one in output]
 
     @property
     def num_classes(self) -> int:
@@ -144,6 +162,17 @@ class ProcessingPlan:
             return mask
         return cv2.resize(mask, (width, height), interpolation=cv2.INTER_NEAREST)
 
+    @staticmethod
+    def confidence_to_frame(confidence: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
+        """The confidence map at a frame's (H, W), nearest neighbour like the mask, so that each pixel's confidence
+        is that of its class in the mask."""
+        return ProcessingPlan.mask_to_frame(confidence, size_hw)
+
+    @staticmethod
+    def heatmap(confidence: np.ndarray) -> np.ndarray:
+        """uint8 confidence (H, W) -> BGR heat map (H, W, 3): HEATMAP_COLORMAP, dark where unsure."""
+        return cv2.applyColorMap(confidence, HEATMAP_COLORMAP)
+
     def colorize(self, mask: np.ndarray) -> np.ndarray:
         self._check_paintable(mask)
         return ops.colorize(mask, self.palette_bgr)
@@ -165,16 +194,26 @@ class ProcessingPlan:
                             f"colours (ids 0..{self.num_classes - 1}, 255 = void): it is not this model's mask, or "
                             "the class count (--classes) is wrong")
 
-    def render(self, frame: np.ndarray, mask: np.ndarray, outputs: Iterable[str], alpha: float = 0.5
-               ) -> dict[str, np.ndarray]:
+    def render(self, frame: np.ndarray, mask: np.ndarray, outputs: Iterable[str], alpha: float = 0.5,
+               confidence: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """The requested outputs at the frame's size by their cheapest correct route: the overlay blends the
         model-size mask directly (its kernel samples nearest), and the mask is resized once, only when the mask or
-        the colour mask is asked for (colouring after the resize, so the colours are exactly the palette's)."""
+        the colour mask is asked for (colouring after the resize, so the colours are exactly the palette's).
+        "confidence" and "confidence_heatmap" need the mask's `confidence` map (postprocess(confidence=True))."""
         wanted = set(outputs)
         unknown = wanted - set(OUTPUTS)
         if unknown:
             raise ConfigError(f"unknown output(s) {sorted(unknown)}; choose from {OUTPUTS}")
         result: dict[str, np.ndarray] = {}
+        if wanted & set(CONFIDENCE_OUTPUTS):
+            if confidence is None:
+                raise ConfigError(f"outputs {sorted(wanted & set(CONFIDENCE_OUTPUTS))} need the confidence map: "
+                                  "predict with confidence=True")
+            full_confidence = self.confidence_to_frame(confidence, frame.shape[:2])
+            if "confidence" in wanted:
+                result["confidence"] = full_confidence
+            if "confidence_heatmap" in wanted:
+                result["confidence_heatmap"] = self.heatmap(full_confidence)
         if "overlay" in wanted:
             result["overlay"] = self.overlay(frame, mask, alpha)
         if wanted & {"mask", "color"}:

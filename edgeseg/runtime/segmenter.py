@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Literal, Sequence, overload
 
 import numpy as np
 
@@ -26,6 +26,8 @@ class Segmenter:
 
     `predict` returns masks at the model's input resolution (one batched inference call per `max_batch` frames);
     `segment` returns one mask at the frame's own resolution. `stage_ms` holds the last call's stage timings.
+    Both take `confidence=True` to also return each pixel's highest softmax probability as uint8 round(255 * p),
+    computed in the argmax's own pass (models whose graph ends in argmax have none: ConfigError).
     Masks are always new arrays the caller owns, whatever the backend does with its own output buffers.
     A backend whose `frames_on_device` is True (TensorRT with edgeseg._C's CUDA kernels) runs the same plan on the
     GPU itself (`predict_frames`); other backends get numpy batches from the plan's CPU executor.
@@ -60,13 +62,20 @@ class Segmenter:
             self._batch_buffer = np.empty(shape, dtype=self.plan.input_dtype)
         return self.plan.preprocess(frames, out=self._batch_buffer)
 
-    def postprocess(self, output: np.ndarray) -> list[np.ndarray]:
-        """The graph's output batch -> uint8 masks at the model's input resolution (new arrays)."""
-        return self.plan.postprocess(output)
+    def postprocess(self, output: np.ndarray, confidence: bool = False) -> list[Any]:
+        """The graph's output batch -> uint8 masks at the model's input resolution (new arrays); with
+        `confidence`, (mask, confidence) pairs."""
+        return self.plan.postprocess(output, confidence=confidence)
 
     # ----- public API ---------------------------------------------------------------------------
-    def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
-        """Masks (uint8, model resolution) for a list of BGR frames, batched up to max_batch per call."""
+    def predict(self, frames: Sequence[np.ndarray], *, confidence: bool = False) -> list[Any]:
+        """Masks (uint8, model resolution) for a list of BGR frames, batched up to max_batch per call.
+
+        With `confidence`, (mask, confidence) pairs, both uint8 at model resolution. The TensorRT device path
+        computes masks only, so confidence requests take the host route (engine on the GPU, post-processing on the
+        CPU kernels)."""
+        if confidence:
+            self.plan.check_confidence()
         if isinstance(frames, np.ndarray) and frames.ndim == 3:  # list() would split one frame into its rows
             raise DataError(f"predict takes a list of frames, got one {frames.shape} array: call predict([frame]) "
                             "or segment(frame)")
@@ -75,7 +84,7 @@ class Segmenter:
             return []
         for index, frame in enumerate(frames):
             check_frame(frame, index)
-        if getattr(self.backend, "frames_on_device", False):  # TensorRT + CUDA kernels: frames stay on the GPU
+        if not confidence and getattr(self.backend, "frames_on_device", False):  # TensorRT + CUDA kernels
             masks = self.backend.predict_frames(frames)
             self.stage_ms = dict(self.backend.stage_ms)
             return masks
@@ -89,7 +98,7 @@ class Segmenter:
             t1 = time.perf_counter()
             output = self.backend.infer(batch)
             t2 = time.perf_counter()
-            masks.extend(self.postprocess(output))
+            masks.extend(self.postprocess(output, confidence))
             t3 = time.perf_counter()
             totals["preprocess"] += (t1 - t0) * 1e3
             totals["infer"] += (t2 - t1) * 1e3
@@ -97,10 +106,21 @@ class Segmenter:
         self.stage_ms = totals
         return masks
 
-    def segment(self, frame: np.ndarray) -> np.ndarray:
-        """One frame -> uint8 mask at the frame's resolution."""
-        mask = self.predict([frame])[0]
-        return self.plan.mask_to_frame(mask, frame.shape[:2])
+    @overload
+    def segment(self, frame: np.ndarray, confidence: Literal[False] = False) -> np.ndarray: ...
+
+    @overload
+    def segment(self, frame: np.ndarray, confidence: Literal[True]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def segment(self, frame: np.ndarray, confidence: bool = False) -> Any:
+        """One frame -> uint8 mask at the frame's resolution; with `confidence`, (mask, confidence), the
+        confidence uint8 round(255 * highest softmax probability), resized like the mask (nearest)."""
+        if not confidence:
+            mask = self.predict([frame])[0]
+            return self.plan.mask_to_frame(mask, frame.shape[:2])
+        mask, conf = self.predict([frame], confidence=True)[0]
+        size = frame.shape[:2]
+        return self.plan.mask_to_frame(mask, size), self.plan.confidence_to_frame(conf, size)
 
     def mask_to_frame(self, mask: np.ndarray, size_hw: tuple[int, int]) -> np.ndarray:
         return self.plan.mask_to_frame(mask, size_hw)
@@ -113,10 +133,10 @@ class Segmenter:
         """Blend the colorized mask over the frame, at the frame's resolution (the mask may be at model size)."""
         return self.plan.overlay(frame, mask, alpha)
 
-    def render(self, frame: np.ndarray, mask: np.ndarray, outputs: Sequence[str], alpha: float = 0.5
-               ) -> dict[str, np.ndarray]:
+    def render(self, frame: np.ndarray, mask: np.ndarray, outputs: Sequence[str], alpha: float = 0.5,
+               confidence: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Several outputs for one frame by their cheapest route (ProcessingPlan.render)."""
-        return self.plan.render(frame, mask, outputs, alpha)
+        return self.plan.render(frame, mask, outputs, alpha, confidence=confidence)
 
     def close(self) -> None:
         self.backend.close()

@@ -34,8 +34,9 @@ class TorchPredictor:
         inputs = torch.from_numpy(self.batch(frames)).to(self.device)
         return self.model(inputs).float().cpu().numpy()
 
-    def predict(self, frames: Sequence[np.ndarray]) -> list[np.ndarray]:
+    def predict(self, frames: Sequence[np.ndarray], *, confidence: bool = False) -> list:
+        """Masks, or (mask, confidence) pairs with `confidence` (ProcessingPlan.postprocess)."""
         frames = list(frames)
         if not frames:
             return []
-        return self.plan.postprocess(self.logits(frames))
+        return self.plan.postprocess(self.logits(frames), confidence=confidence)

@@ -12,7 +12,7 @@ from .conftest import sha256_tree
 
 # command -> {output option: 'file' or 'folder'}
 OUTPUT_OPTIONS = {
-    "run": {"--out": "file", "--masks": "folder", "--stats": "file"},
+    "run": {"--out": "file", "--masks": "folder", "--confidence": "folder", "--stats": "file"},
     "eval": {"--json": "file", "--out": "folder"},
     "bench": {"--json": "file"},
     "export": {"--out": "folder", "--triton": "folder", "--deepstream": "folder"},
@@ -21,7 +21,7 @@ OUTPUT_OPTIONS = {
     "serve": {"--log": "file"},
     "demo": {"--out": "folder"},
 }
-_OUTPUT_DESTS = {"out", "out_dir", "json_out", "stats", "masks", "log", "triton", "deepstream"}
+_OUTPUT_DESTS = {"out", "out_dir", "json_out", "stats", "masks", "confidence", "log", "triton", "deepstream"}
 
 
 def test_the_table_lists_every_output_option_of_every_command():

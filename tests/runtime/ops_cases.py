@@ -81,3 +81,21 @@ def check_upsample_argmax(got: np.ndarray, logits: np.ndarray, stride: int, size
     differ = got != want
     assert not np.any(differ & (margin > 1e-4)), f"{int(np.sum(differ & (margin > 1e-4)))} clear-margin pixels differ"
     assert 1.0 - differ.mean() >= 0.9999, f"agreement {1.0 - differ.mean():.6f} < 99.99%"
+
+
+def softmax_confidence_f64(values: np.ndarray) -> np.ndarray:
+    """Independent float64 reference: round(255 * max_c softmax(values)_c) over axis 0, as float64 (NaN stays NaN)."""
+    v = np.asarray(values, np.float64)
+    with np.errstate(invalid="ignore", over="ignore"):
+        e = np.exp(v - v.max(axis=0))
+        p = e.max(axis=0) / e.sum(axis=0)
+    return np.floor(255.0 * p + 0.5)
+
+
+def check_confidence(got: np.ndarray, values: np.ndarray) -> None:
+    """uint8 confidence within 1 LSB of float64 softmax at every pixel whose values are all finite."""
+    want = softmax_confidence_f64(values)
+    finite = np.isfinite(np.asarray(values, np.float64)).all(axis=0)
+    assert got.dtype == np.uint8 and got.shape == want.shape
+    diff = np.abs(got.astype(np.float64) - want)[finite]
+    assert diff.size == 0 or diff.max() <= 1, f"{int(np.sum(diff > 1))} pixels more than 1 LSB off (max {diff.max()})"

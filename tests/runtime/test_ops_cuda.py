@@ -22,6 +22,7 @@ from .ops_cases import (
     RESIZE_CASES,
     STD,
     UPSAMPLE_CASES,
+    check_confidence,
     check_upsample_argmax,
     frame,
     logits,
@@ -288,3 +289,64 @@ def test_explicit_stream_and_out(rng):
     assert ops.upsample_argmax(d, (160, 240), 8, out=out, stream=stream) is out
     stream.synchronize()
     assert np.array_equal(host(out), ref.upsample_argmax(lg, (160, 240), 8))
+
+
+# ----- confidence (highest softmax probability) --------------------------------------------------------------------
+
+
+@raw
+@pytest.mark.parametrize("shape", [(1, 1, 1), (5, 37, 53), (19, 64, 128), (300, 3, 5)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("values", ["normal", "ties", "nan"])
+def test_argmax_confidence_cuda_raw_is_bit_exact(gpu, rng, shape, dtype, values):
+    lg = logits(rng, shape, dtype, values)
+    C, H, W = shape
+    src, out32, conf = gpu.put(lg), gpu.empty(H * W * 4), gpu.empty(H * W)
+    _C.argmax_cuda(src, dtype == np.float16, C, H, W, out32, True, 0, conf)
+    got_mask, got = gpu.get(out32, (H, W), np.int32), gpu.get(conf, (H, W), np.uint8)
+    want_mask, want = ref.argmax_confidence(lg, np.int32)
+    assert np.array_equal(got_mask, np.argmax(lg, axis=0)) and np.array_equal(got_mask, want_mask)
+    assert np.array_equal(got, want)
+    cpu_mask, cpu = np.empty((H, W), np.int32), np.empty((H, W), np.uint8)
+    _C.argmax(lg, cpu_mask, cpu)
+    assert np.array_equal(got, cpu)
+    check_confidence(got, lg)
+    if C <= 256:  # the plain kernel is unchanged by the confidence one
+        out8 = gpu.empty(H * W)
+        _C.argmax_cuda(src, dtype == np.float16, C, H, W, out8, False, 0)
+        assert np.array_equal(gpu.get(out8, (H, W), np.uint8), np.argmax(lg, axis=0))
+
+
+@raw
+@pytest.mark.parametrize(("classes", "h", "w", "stride", "size"), UPSAMPLE_CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+@pytest.mark.parametrize("values", ["normal", "ties", "nan"])
+def test_upsample_argmax_confidence_cuda_raw_is_bit_exact(gpu, rng, classes, h, w, stride, size, dtype, values):
+    lg = logits(rng, (classes, h, w), dtype, values)
+    out, conf = gpu.empty(size[0] * size[1]), gpu.empty(size[0] * size[1])
+    _C.upsample_argmax_cuda(gpu.put(lg), dtype == np.float16, classes, h, w, stride, out, *size, 0, conf)
+    got_mask, got = gpu.get(out, size, np.uint8), gpu.get(conf, size, np.uint8)
+    want_mask, want = ref.upsample_argmax_confidence(lg, size, stride)
+    assert np.array_equal(got_mask, want_mask) and np.array_equal(got, want)
+    cpu_mask, cpu = np.empty(size, np.uint8), np.empty(size, np.uint8)
+    _C.upsample_argmax(lg, stride, cpu_mask, cpu)
+    assert np.array_equal(got, cpu)
+    if values != "nan":
+        check_confidence(got, ref.upsample_bilinear(lg, stride, size))
+
+
+@with_lib
+@pytest.mark.parametrize(("classes", "h", "w", "stride", "size"), UPSAMPLE_CASES[:5])
+@pytest.mark.parametrize("dtype", [np.float32, np.float16])
+def test_confidence_cuda_through_ops(rng, classes, h, w, stride, size, dtype):
+    lg = (3 * rng.standard_normal((classes, h, w))).astype(dtype)
+    mask, conf = ops.upsample_argmax(dev(lg), size, stride, confidence=True)
+    want_mask, want = ref.upsample_argmax_confidence(lg, size, stride)
+    assert np.array_equal(host(mask), want_mask) and np.array_equal(host(conf), want)
+    check_confidence(host(conf), ref.upsample_bilinear(lg, stride, size))
+    mask, conf = ops.argmax(dev(lg), confidence=True)
+    assert np.array_equal(host(mask), np.argmax(lg, axis=0))
+    check_confidence(host(conf), lg)
+    conf_out = dev(np.zeros((h, w), np.uint8))
+    assert ops.argmax(dev(lg), confidence=True, confidence_out=conf_out)[1] is conf_out
+    assert np.array_equal(host(conf_out), ref.argmax_confidence(lg)[1])
