@@ -1,4 +1,4 @@
-"""Backbones in plain torch, each exposing `feature_info` and forward(x) -> {8: t8, 16: t16, 32: t32}."""
+"""Backbones in plain torch, each exposing `feature_info` and forward(x) -> {2: t2, 4: t4, 8: t8, 16: t16, 32: t32}."""
 
 from edgeseg.models.backbones.base import Backbone, FeatureInfo, read_state_dict
 from edgeseg.models.backbones.mobilenetv3 import MobileNetV3Large

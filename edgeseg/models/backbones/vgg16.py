@@ -15,12 +15,14 @@ from edgeseg.models.backbones.base import Backbone, FeatureInfo
 
 # Channels per conv, "M" = 2x2 max-pool (torchvision's cfg "D").
 _CFG = (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M", 512, 512, 512, "M")
-# Indices in `features` of pool3 (stride 8), pool4 (stride 16) and pool5 (stride 32).
-_POOL3, _POOL4, _POOL5 = 16, 23, 30
+# Indices in `features` of pool1 (stride 2), pool2 (4), pool3 (8), pool4 (16) and pool5 (32).
+_POOL1, _POOL2, _POOL3, _POOL4, _POOL5 = 4, 9, 16, 23, 30
+_TAPS = {_POOL1: 2, _POOL2: 4, _POOL3: 8, _POOL4: 16}
 
 
 class VGG16(Backbone):
-    """VGG-16 conv layers plus a convolutional fc6/fc7; features at pool3 (256), pool4 (512), fc7 (fc_channels)."""
+    """VGG-16 conv layers plus a convolutional fc6/fc7; features at pool1 (64), pool2 (128), pool3 (256), pool4 (512)
+    and fc7 (fc_channels)."""
 
     ignored_prefixes = ("classifier.",)
     optional_prefixes = ("fc.",)
@@ -45,6 +47,8 @@ class VGG16(Backbone):
             nn.Dropout(dropout),
         )
         self.feature_info = [
+            FeatureInfo(f"features.{_POOL1}", 64, 2),
+            FeatureInfo(f"features.{_POOL2}", 128, 4),
             FeatureInfo(f"features.{_POOL3}", 256, 8),
             FeatureInfo(f"features.{_POOL4}", 512, 16),
             FeatureInfo("fc", fc_channels, 32),
@@ -58,9 +62,7 @@ class VGG16(Backbone):
         out: dict[int, torch.Tensor] = {}
         for index, layer in enumerate(self.features):
             x = layer(x)
-            if index == _POOL3:
-                out[8] = x
-            elif index == _POOL4:
-                out[16] = x
+            if index in _TAPS:
+                out[_TAPS[index]] = x
         out[32] = self.fc(x)
         return out
