@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.errors import ConfigError
-from edgeseg.models.backbones import Backbone, MobileNetV3Large, ResNet18, VGG16
+from edgeseg.models.backbones import Backbone, MobileNetV3Large, ResNet18, VGG16, VGG16Paper
 from edgeseg.models.registry import register_model
 
 PAD_MULTIPLE = 32
@@ -184,6 +184,25 @@ def fcn16s_vgg16(*, num_classes: int, pretrained_backbone: str | Path | None = N
 def fcn8s_vgg16(*, num_classes: int, pretrained_backbone: str | Path | None = None) -> FCN:
     """FCN-8s on VGG-16: adds pool3 scores as well (the paper's best model)."""
     return _fcn("fcn8s_vgg16", VGG16(), 8, num_classes, pretrained_backbone)
+
+
+@register_model("fcn32s_vgg16_paper")
+def fcn32s_vgg16_paper(*, num_classes: int, pretrained_backbone: str | Path | None = None) -> FCN:
+    """FCN-32s on VGG-16 with the paper's convolutionalised fc6 (7x7, 4096) and fc7 (1x1, 4096): give a torchvision
+    ImageNet state_dict as `pretrained_backbone` and its classifier.0/3 become fc6/fc7 (`backbones/vgg16.py`)."""
+    return _fcn("fcn32s_vgg16_paper", VGG16Paper(), 32, num_classes, pretrained_backbone)
+
+
+@register_model("fcn16s_vgg16_paper")
+def fcn16s_vgg16_paper(*, num_classes: int, pretrained_backbone: str | Path | None = None) -> FCN:
+    """FCN-16s on VGG-16 with the paper's fc6/fc7 (see fcn32s_vgg16_paper)."""
+    return _fcn("fcn16s_vgg16_paper", VGG16Paper(), 16, num_classes, pretrained_backbone)
+
+
+@register_model("fcn8s_vgg16_paper")
+def fcn8s_vgg16_paper(*, num_classes: int, pretrained_backbone: str | Path | None = None) -> FCN:
+    """FCN-8s on VGG-16 with the paper's fc6/fc7 (see fcn32s_vgg16_paper): the paper's best model."""
+    return _fcn("fcn8s_vgg16_paper", VGG16Paper(), 8, num_classes, pretrained_backbone)
 
 
 @register_model("fcn32s_resnet18")

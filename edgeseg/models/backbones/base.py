@@ -57,6 +57,7 @@ class Backbone(nn.Module):
     feature_info: list[FeatureInfo]
     ignored_prefixes: tuple[str, ...] = ()
     optional_prefixes: tuple[str, ...] = ()
+    missing_hint: str = ""  # what to do when a file lacks keys this backbone needs
 
     def channels(self, stride: int) -> int:
         """Channel count of the feature map at `stride`."""
@@ -86,6 +87,8 @@ class Backbone(nn.Module):
             for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
                 if keys:
                     problems.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+            if missing and self.missing_hint:
+                problems.append(self.missing_hint)
             raise ModelFileError(
                 f"backbone weights {path} do not fit {type(self).__name__}: {'; '.join(problems)}"
             )
