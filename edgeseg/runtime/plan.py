@@ -169,7 +169,8 @@ class ProcessingPlan:
         """(N, C, H, W) float32 class probabilities at input_size, averaged over the TTA views (one `infer` call
         per view, on the whole batch). `stage_ms`, when given, gets each stage's time added."""
         total: np.ndarray | None = None
-        for view, size in zip(self.tta.views, (view_size(self.input_size, v.scale) for v in self.tta.views)):
+        for view in self.tta.views:
+            size = view_size(self.input_size, view.scale)
             t0 = time.perf_counter()
             batch = self.preprocess(frames, size=size)
             if view.flip:  # mirror left-right: W is axis 2 of NHWC, 3 of NCHW
