@@ -48,7 +48,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 class Backbone(nn.Module):
-    """Base class: subclasses set `feature_info` and implement forward(x) -> {stride: tensor} for strides 2, 4, 8, 16, 32.
+    """Base class: subclasses set `feature_info` and implement forward(x) -> {stride: tensor}, strides 2 to 32.
 
     `ignored_prefixes` are keys of a pretrained file that are not part of the backbone (a classifier);
     `optional_prefixes` are the backbone's own keys a pretrained file may lack (layers it has no equivalent of).
