@@ -1,5 +1,5 @@
-"""Deep supervision for FCNs and U-Nets: auxiliary score heads on the stride-8 and stride-16 features (pool3 and pool4 in the
-paper's VGG), used while training and never part of the model.
+"""Deep supervision for FCNs and U-Nets: auxiliary score heads on the stride-8 and stride-16 features (pool3 and
+pool4 in the paper's VGG), used while training and never part of the model.
 
 Each auxiliary head is a 1x1 score conv, like the FCN's own, whose scores are upsampled to the input and scored
 against the same labels. The loss is

@@ -57,7 +57,8 @@ def test_output_covers_any_input_size_and_gradients_reach_first_conv(name: str) 
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0
 
 
-@pytest.mark.parametrize("name", [n for n in FCN_NAMES if n.startswith("fcn8s")] + ["fcn16s_resnet18", "unet_mobilenetv3"])
+@pytest.mark.parametrize("name",
+                         [n for n in FCN_NAMES if n.startswith("fcn8s")] + ["fcn16s_resnet18", "unet_mobilenetv3"])
 @pytest.mark.parametrize("size", [(37, 53), (64, 96)])
 def test_forward_is_fixed_bilinear_upsampling_of_forward_lowres(name: str, size: tuple[int, int], realistic) -> None:
     torch.manual_seed(1)

@@ -1,4 +1,5 @@
-"""U-Net: its decoder against a float64 reference of the paper's wiring, shapes, gradients, and the commands end to end."""
+"""U-Net: its decoder against a float64 reference of the paper's wiring, shapes, gradients, and the commands end to
+end."""
 
 from __future__ import annotations
 
