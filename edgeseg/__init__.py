@@ -3,7 +3,7 @@
 The data flows train -> export -> engine -> runtime -> bench, and the folders follow it:
 
     edgeseg/data/       datasets (synthetic scenes, CamVid-style folders, VOC, Cityscapes) and frame files
-    edgeseg/models/     FCN-32s/16s/8s heads on VGG16 / ResNet-18 / MobileNetV3 backbones, and the registry
+    edgeseg/models/     FCN-32s/16s/8s and U-Net heads on VGG16 / ResNet-18 / MobileNetV3 backbones, the registry
     edgeseg/training/   the trainer, checkpoints, and the torch predictor used for validation
     export/             installed as `edgeseg.export`: PyTorch -> ONNX -> FP16 / INT8 Q/DQ -> TensorRT engine
     edgeseg/runtime/    no torch: the processing plan (plan.py), backends (ONNX Runtime, TensorRT), kernels (ops)

@@ -27,7 +27,8 @@ def workspace(tmp_path_factory):
 def test_models_lists_the_registry(capsys):
     assert main(["models"]) == 0
     names = capsys.readouterr().out.split()
-    assert len(names) == 9 and "fcn8s_resnet18" in names and "fcn32s_vgg16" in names
+    assert len(names) == 14
+    assert {"fcn8s_resnet18", "fcn32s_vgg16", "fcn8s_vgg16_paper", "unet_resnet18"} <= set(names)
 
 
 @pytest.mark.slow
@@ -184,3 +185,36 @@ def test_demo_image_size_is_half_the_datasets_images(tmp_path):
     assert _image_size(argparse.Namespace(image_size=[40, 56], data=str(data))) == (40, 56)
     with pytest.raises(ConfigError, match="--image-size"):
         _image_size(argparse.Namespace(image_size=[8, 56], data=str(data)))
+
+
+@pytest.mark.slow
+def test_tta_on_eval_and_run(workspace, tmp_path, capsys):
+    """--tta-scales/--tta-flip: a dynamic-size export takes them on eval and run, the checkpoint too (torch and ONNX
+    Runtime then score alike), scale 1 alone writes the plain masks, and a static export is refused naming --dynamic."""
+    root, data = workspace
+    dynamic = tmp_path / "dynamic"
+    assert main(["export", str(root / "train" / "best.pt"), "--out", str(dynamic),
+                 "--dynamic", "1x48x60", "1x64x80", "1x80x100"]) == 0
+    tta = ["--tta-scales", "0.75", "1", "1.25", "--tta-flip"]
+    onnx_json, pt_json = tmp_path / "onnx.json", tmp_path / "pt.json"
+    assert main(["eval", str(dynamic / "model.onnx"), "--data", str(data), "--json", str(onnx_json), *tta]) == 0
+    assert main(["eval", str(root / "train" / "best.pt"), "--data", str(data), "--json", str(pt_json), *tta]) == 0
+    onnx_scores, pt_scores = (json.loads(p.read_text()) for p in (onnx_json, pt_json))
+    for key in ("pixel_acc", "miou"):
+        assert pt_scores[key] == pytest.approx(onnx_scores[key], abs=2e-3)
+    images = str(data / "val" / "images")
+    assert main(["run", str(dynamic / "model.onnx"), "--source", images, "--masks", str(tmp_path / "plain")]) == 0
+    assert main(["run", str(dynamic / "model.onnx"), "--source", images, "--masks", str(tmp_path / "one"),
+                 "--tta-scales", "1"]) == 0
+    assert main(["run", str(dynamic / "model.onnx"), "--source", images, "--masks", str(tmp_path / "tta"), *tta]) == 0
+    plain = sorted((tmp_path / "plain").glob("*.png"))
+    assert len(plain) == 4
+    for path in plain:
+        expected = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        np.testing.assert_array_equal(cv2.imread(str(tmp_path / "one" / path.name), cv2.IMREAD_UNCHANGED), expected)
+        assert cv2.imread(str(tmp_path / "tta" / path.name), cv2.IMREAD_UNCHANGED).shape == expected.shape
+    capsys.readouterr()
+    assert main(["eval", str(root / "export" / "model.onnx"), "--data", str(data), "--tta-scales", "0.5", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("edgeseg eval: error: --tta-scales 0.5 1") and "--dynamic" in err and err.count("\n") == 1
+    assert main(["eval", str(root / "export" / "model.onnx"), "--data", str(data), "--tta-flip"]) == 0

@@ -34,3 +34,21 @@ def test_backend_choices_are_listed(capsys):
         main(["bench", "m.onnx", "--json", "x.json", "--backend", "cuda-magic"])
     err = capsys.readouterr().err
     assert "onnxruntime-cuda" in err and "tensorrt" in err
+
+
+@pytest.mark.parametrize("command, argv, message", [
+    ("eval", ["--tta-scales", "0", "1"], r"--tta-scales must be in (0, 4]"),
+    ("eval", ["--tta-scales", "1", "1"], "lists a scale twice"),
+    ("run", ["--tta-scales", "40", "--source", "synthetic:1"], r"--tta-scales must be in (0, 4]"),
+])
+def test_bad_tta_scales_are_refused_before_the_model_loads(tmp_path, capsys, command, argv, message):
+    """The model does not exist: the TTA options are checked first, so their error, not the file's, is reported."""
+    extra = ["--data", "synthetic"] if command == "eval" else ["--masks", str(tmp_path / "masks")]
+    code = main([command, str(tmp_path / "absent.onnx"), *extra, *argv])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and err.startswith(f"edgeseg {command}: error:") and "Traceback" not in err
+
+
+def test_eval_refuses_tta_on_ready_made_masks(tmp_path, capsys):
+    code = main(["eval", "--pred", str(tmp_path), "--data", "synthetic", "--tta-flip"])
+    assert code == 2 and "--pred masks are already predicted" in capsys.readouterr().err

@@ -52,10 +52,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from edgeseg.cli.triton_options import add_triton_options
 
     add_triton_options(parser)
+    from edgeseg.cli.tta_options import add_tta_options
+
+    add_tta_options(parser)
     parser.set_defaults(func=run)
 
 
-def _predict_fn(model_path: Path, backend: str = "auto", model_facts: Any = None):
+def _predict_fn(model_path: Path, backend: str = "auto", model_facts: Any = None, tta: Any = None):
     """(predict function, class names) for a model file, importing torch only for .pt."""
     if model_path.suffix in (".pt", ".pth"):
         if model_facts:
@@ -65,10 +68,10 @@ def _predict_fn(model_path: Path, backend: str = "auto", model_facts: Any = None
         from edgeseg.training.predictor import TorchPredictor
 
         model, meta = load_model(model_path)
-        return TorchPredictor(model, meta).predict, meta
+        return TorchPredictor(model, meta, tta=tta).predict, meta
     from edgeseg.runtime.segmenter import Segmenter
 
-    segmenter = Segmenter(model_path, backend=backend, model_facts=model_facts)
+    segmenter = Segmenter(model_path, backend=backend, model_facts=model_facts, tta=tta)
     return segmenter.predict, segmenter.meta
 
 
@@ -168,6 +171,11 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("give either a MODEL file or --pred PRED_DIR")
     if args.limit is not None and args.limit < 1:
         raise ConfigError(f"--limit must be at least 1 image, got {args.limit}")
+    from edgeseg.cli.tta_options import tta_from_args
+
+    tta = tta_from_args(args)
+    if tta is not None and args.pred:
+        raise ConfigError("--tta-scales/--tta-flip apply to a MODEL; --pred masks are already predicted")
     check_outputs(args)
     if args.out_dir:
         from edgeseg.accuracy_plots import require_matplotlib
@@ -182,9 +190,9 @@ def run(args: argparse.Namespace) -> int:
 
         from edgeseg.cli.triton_options import open_triton_segmenter
 
-        remote = open_triton_segmenter(args.model, args)
+        remote = open_triton_segmenter(args.model, args, tta=tta)
         predict, meta = ((remote.predict, remote.meta) if remote is not None else
-                         _predict_fn(Path(args.model), args.backend, model_facts_from_args(args)))
+                         _predict_fn(Path(args.model), args.backend, model_facts_from_args(args), tta))
         model_name = meta.model_name
         dataset = open_dataset(args.data, args.split, synthetic_size=meta.input_size)
         # the confidence comes from the same kernel pass as the mask; a graph ending in argmax has none

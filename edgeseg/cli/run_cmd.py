@@ -98,14 +98,17 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     from edgeseg.cli.triton_options import add_triton_options
 
     add_triton_options(parser)
+    from edgeseg.cli.tta_options import add_tta_options
+
+    add_tta_options(parser)
     parser.set_defaults(func=run)
 
 
-def _open_segmenter(model: str, backend: str, model_facts: Any = None) -> Any:
+def _open_segmenter(model: str, backend: str, model_facts: Any = None, tta: Any = None) -> Any:
     """The Segmenter for MODEL (tests replace this with a fake)."""
     from edgeseg.runtime.segmenter import Segmenter
 
-    return Segmenter(model, backend=backend, model_facts=model_facts)
+    return Segmenter(model, backend=backend, model_facts=model_facts, tta=tta)
 
 
 def _check_outputs(args: argparse.Namespace) -> None:
@@ -136,6 +139,9 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--stall-timeout must be > 0 seconds, got {args.stall_timeout}")
 
     facts = model_facts_from_args(args)
+    from edgeseg.cli.tta_options import tta_from_args
+
+    tta = tta_from_args(args)
     _check_outputs(args)
     live_view = None
     if args.view_http:  # bound now, so a port in use is an error before the model loads
@@ -155,7 +161,8 @@ def _run(args: argparse.Namespace, facts: Any, live_view: Any) -> int:
     from edgeseg.pipeline.views import View
     from edgeseg.cli.triton_options import open_triton_segmenter
 
-    segmenter = open_triton_segmenter(args.model, args) or _open_segmenter(args.model, args.backend, facts)
+    segmenter = (open_triton_segmenter(args.model, args, tta=tta)
+                 or _open_segmenter(args.model, args.backend, facts, tta=tta))
     progress = ProgressReporter(sys.stderr)
     try:
         stats = run_stream(

@@ -45,14 +45,15 @@ def triton_target(model: str | None, args: argparse.Namespace) -> tuple[str, dic
     return url, {"model_name": name, "shared_memory": bool(args.triton_shm)}
 
 
-def open_triton_segmenter(model: str | None, args: argparse.Namespace) -> Any:
-    """A Segmenter on the Triton server the options name, or None without --backend triton."""
+def open_triton_segmenter(model: str | None, args: argparse.Namespace, tta: Any = None) -> Any:
+    """A Segmenter on the Triton server the options name (with test-time augmentation `tta`), or None without
+    --backend triton."""
     target = triton_target(model, args)
     if target is None:
         return None
     from edgeseg.runtime.segmenter import Segmenter
 
-    return Segmenter(target[0], backend="triton", **target[1])
+    return Segmenter(target[0], backend="triton", tta=tta, **target[1])
 
 
 __all__ = ["add_triton_options", "triton_target", "open_triton_segmenter"]

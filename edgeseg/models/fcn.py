@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from edgeseg.errors import ConfigError
-from edgeseg.models.backbones import Backbone, MobileNetV3Large, ResNet18, VGG16
+from edgeseg.models.backbones import Backbone, MobileNetV3Large, ResNet18, VGG16, VGG16Paper
 from edgeseg.models.registry import register_model
 
 PAD_MULTIPLE = 32
@@ -67,6 +67,24 @@ def _score(in_ch: int, num_classes: int, std: float) -> nn.Conv2d:
     return conv
 
 
+def check_num_classes(num_classes: object) -> int:
+    """`num_classes` as given when it is an integer >= 1 (not a bool); ConfigError otherwise."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+        raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+    return num_classes
+
+
+def pad_to_multiple(x: torch.Tensor, name: str) -> torch.Tensor:
+    """(N, 3, H, W) zero-padded bottom/right to multiples of PAD_MULTIPLE (amounts from x's own shape, so a traced
+    graph with dynamic H/W stays right); ConfigError naming the model for any other shape."""
+    if x.dim() != 4 or x.shape[1] != 3:
+        raise ConfigError(f"{name} expects an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
+    h, w = x.shape[-2], x.shape[-1]
+    pad_h = (PAD_MULTIPLE - h % PAD_MULTIPLE) % PAD_MULTIPLE
+    pad_w = (PAD_MULTIPLE - w % PAD_MULTIPLE) % PAD_MULTIPLE
+    return F.pad(x, (0, pad_w, 0, pad_h))
+
+
 class FCN(nn.Module):
     """FCN head on `backbone`: forward(x) -> (N, num_classes, H, W) logits for any H, W.
 
@@ -75,8 +93,7 @@ class FCN(nn.Module):
 
     def __init__(self, backbone: Backbone, *, num_classes: int, output_stride: int, name: str = "fcn") -> None:
         super().__init__()
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ConfigError(f"num_classes must be an integer >= 1, got {num_classes!r}")
+        check_num_classes(num_classes)
         if output_stride not in OUTPUT_STRIDES:
             raise ConfigError(f"FCN output_stride must be one of {OUTPUT_STRIDES}, got {output_stride!r}")
         self.name = name
@@ -105,12 +122,7 @@ class FCN(nn.Module):
         return upsample_to_input(low, self.output_stride, x), feats
 
     def _lowres_and_features(self, x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        if x.dim() != 4 or x.shape[1] != 3:
-            raise ConfigError(f"{self.name} expects an (N, 3, H, W) tensor, got shape {tuple(x.shape)}")
-        h, w = x.shape[-2], x.shape[-1]
-        pad_h = (PAD_MULTIPLE - h % PAD_MULTIPLE) % PAD_MULTIPLE
-        pad_w = (PAD_MULTIPLE - w % PAD_MULTIPLE) % PAD_MULTIPLE
-        feats = self.backbone(F.pad(x, (0, pad_w, 0, pad_h)))
+        feats = self.backbone(pad_to_multiple(x, self.name))
         score = self.score_32(feats[32])
         if self.output_stride <= 16:
             score = self.up_32to16(score) + self.score_16(feats[16])
@@ -127,14 +139,15 @@ def upsample_to_input(scores: torch.Tensor, stride: int, x: torch.Tensor) -> tor
 
 
 class LowResOutput(nn.Module):
-    """Wraps an FCN so that forward is its `forward_lowres` (for exporting a graph without the final upsampling).
+    """Wraps an FCN or U-Net so that forward is its `forward_lowres` (for exporting a graph without the final
+    upsampling).
 
     The output covers the input padded to a multiple of 32: upsample it by `output_stride`, then crop to (H, W).
     The wrapper starts in the model's train/eval mode: a wrapper left in training mode would, after
     torch.onnx.export restores modes on exit, switch the wrapped model's BatchNorm back to training.
     """
 
-    def __init__(self, model: FCN) -> None:
+    def __init__(self, model: nn.Module) -> None:
         super().__init__()
         self.model = model
         self.name = model.name
@@ -171,6 +184,25 @@ def fcn16s_vgg16(*, num_classes: int, pretrained_backbone: str | Path | None = N
 def fcn8s_vgg16(*, num_classes: int, pretrained_backbone: str | Path | None = None) -> FCN:
     """FCN-8s on VGG-16: adds pool3 scores as well (the paper's best model)."""
     return _fcn("fcn8s_vgg16", VGG16(), 8, num_classes, pretrained_backbone)
+
+
+@register_model("fcn32s_vgg16_paper")
+def fcn32s_vgg16_paper(*, num_classes: int, pretrained_backbone: str | Path | None = None) -> FCN:
+    """FCN-32s on VGG-16 with the paper's convolutionalised fc6 (7x7, 4096) and fc7 (1x1, 4096): give a torchvision
+    ImageNet state_dict as `pretrained_backbone` and its classifier.0/3 become fc6/fc7 (`backbones/vgg16.py`)."""
+    return _fcn("fcn32s_vgg16_paper", VGG16Paper(), 32, num_classes, pretrained_backbone)
+
+
+@register_model("fcn16s_vgg16_paper")
+def fcn16s_vgg16_paper(*, num_classes: int, pretrained_backbone: str | Path | None = None) -> FCN:
+    """FCN-16s on VGG-16 with the paper's fc6/fc7 (see fcn32s_vgg16_paper)."""
+    return _fcn("fcn16s_vgg16_paper", VGG16Paper(), 16, num_classes, pretrained_backbone)
+
+
+@register_model("fcn8s_vgg16_paper")
+def fcn8s_vgg16_paper(*, num_classes: int, pretrained_backbone: str | Path | None = None) -> FCN:
+    """FCN-8s on VGG-16 with the paper's fc6/fc7 (see fcn32s_vgg16_paper): the paper's best model."""
+    return _fcn("fcn8s_vgg16_paper", VGG16Paper(), 8, num_classes, pretrained_backbone)
 
 
 @register_model("fcn32s_resnet18")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["Segmenter", "open_backend"]
+__all__ = ["Segmenter", "TTA", "open_backend"]
 
 
 def __getattr__(name: str) -> Any:  # lazy, so `import edgeseg.runtime.ops` stays light
@@ -12,6 +12,10 @@ def __getattr__(name: str) -> Any:  # lazy, so `import edgeseg.runtime.ops` stay
         from edgeseg.runtime.segmenter import Segmenter
 
         return Segmenter
+    if name == "TTA":
+        from edgeseg.runtime.tta import TTA
+
+        return TTA
     if name == "open_backend":
         from edgeseg.runtime.backends import open_backend
 

@@ -13,6 +13,10 @@ is left to do on each side:
       -> outputs: mask at frame size (nearest), overlay (nearest inside the blend), colour mask,
          confidence at frame size (nearest, so each pixel's confidence is its mask class's) and its heat map
 
+With test-time augmentation (`tta`, edgeseg.runtime.tta) the plan runs the graph once per view (scale, mirror) and
+averages the views' softmax probabilities at input_size before the one argmax (`predict_tta`); every backend gets
+it through the same `infer` call. A plan whose TTA is plain (scale 1, no mirror) runs the steps above unchanged.
+
 The CPU executor is this module (`preprocess`, `postprocess`, `render`), running edgeseg.runtime.ops' C++ kernels.
 The GPU executor (TensorRT's device path) runs the same steps with the CUDA kernels, reading the same plan. Every
 consumer (Segmenter, the accuracy report, the torch predictor, calibration, `bench`) goes through a plan, so when
@@ -21,8 +25,9 @@ two paths are compared the backend is the only difference.
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import cv2
 import numpy as np
@@ -30,6 +35,7 @@ import numpy as np
 from edgeseg.config import IGNORE_INDEX, ModelMeta
 from edgeseg.errors import ConfigError, DataError
 from edgeseg.runtime import ops
+from edgeseg.runtime.tta import TTA, resize_chw, softmax, view_size
 
 # The stages one inference call is timed in, everywhere (Segmenter, TensorRT device path, bench, pipeline stats).
 STAGES = ("preprocess", "infer", "postprocess")
@@ -61,10 +67,12 @@ class ProcessingPlan:
     output: str  # "logits" (full-res), "lowres" (logits at input_size / stride) or "classmap" (in-graph argmax)
     output_stride: int
     palette_bgr: np.ndarray  # (K, 3) uint8
+    tta: TTA = TTA()  # the views averaged per frame; TTA() is plain inference
 
     @classmethod
-    def from_meta(cls, meta: ModelMeta, input_dtype: Any = None) -> "ProcessingPlan":
-        """The plan for a model. `input_dtype` is the graph input's dtype when the backend knows it (fp16 I/O)."""
+    def from_meta(cls, meta: ModelMeta, input_dtype: Any = None, tta: TTA | None = None) -> "ProcessingPlan":
+        """The plan for a model. `input_dtype` is the graph input's dtype when the backend knows it (fp16 I/O);
+        `tta` the test-time augmentation (ConfigError for a graph that outputs a class map: it has no logits)."""
         uint8_input = meta.input_format == "uint8_nhwc_bgr"
         dtype = np.dtype(np.uint8 if uint8_input else (input_dtype if input_dtype is not None else np.float32))
         if uint8_input != (dtype == np.uint8) or dtype not in (np.uint8, np.float32, np.float16):
@@ -75,8 +83,12 @@ class ProcessingPlan:
         else:
             output = "lowres" if meta.output_stride > 1 else "logits"
         palette = np.ascontiguousarray(np.asarray(meta.palette, dtype=np.uint8)[:, ::-1])
+        tta = tta or TTA()
+        if output == "classmap" and not tta.is_plain:
+            raise ConfigError(f"test-time augmentation ({tta.describe()}) averages class probabilities, but this graph "
+                              "outputs class ids (exported with --argmax): use a model exported without --argmax")
         return cls(tuple(meta.input_size), dtype, tuple(meta.mean), tuple(meta.std), output,  # type: ignore[arg-type]
-                   int(meta.output_stride), palette)
+                   int(meta.output_stride), palette, tta)
 
     # ----- facts the executors read ------------------------------------------------------------------------------
     @property
@@ -94,22 +106,27 @@ class ProcessingPlan:
                 "this model ends in an argmax inside its graph (exported with --argmax), so it outputs class ids "
                 "only and has no per-pixel confidence; export it again without --argmax (edgeseg export "
                 "CHECKPOINT --out DIR) to get logits, which give both the mask and the confidence")
+        if not self.tta.is_plain:
+            raise ConfigError("confidence maps are not computed with test-time augmentation yet: run without "
+                              "--tta-scales/--tta-flip to get them")
 
-    def input_shape(self, batch: int) -> tuple[int, int, int, int]:
-        height, width = self.input_size
+    def input_shape(self, batch: int, size: tuple[int, int] | None = None) -> tuple[int, int, int, int]:
+        height, width = size or self.input_size
         return (batch, height, width, 3) if self.normalize_in_graph else (batch, 3, height, width)
 
     # ----- CPU executor --------------------------------------------------------------------------------------------
-    def preprocess(self, frames: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
-        """Frames -> the graph's input batch (into `out` when given; its shape and dtype must match)."""
+    def preprocess(self, frames: Sequence[np.ndarray], out: np.ndarray | None = None,
+                   size: tuple[int, int] | None = None) -> np.ndarray:
+        """Frames -> the graph's input batch (into `out` when given; its shape and dtype must match), resized to
+        input_size, or to `size` (a TTA view's)."""
         for index, frame in enumerate(frames):
             check_frame(frame, index)
-        shape = self.input_shape(len(frames))
+        shape = self.input_shape(len(frames), size)
         if out is None:
             out = np.empty(shape, self.input_dtype)
         elif out.shape != shape or out.dtype != self.input_dtype:
             raise ConfigError(f"preprocess out= must be {shape} {self.input_dtype}, got {out.shape} {out.dtype}")
-        height, width = self.input_size
+        height, width = size or self.input_size
         for index, frame in enumerate(frames):
             if self.normalize_in_graph:  # the graph normalises: resize only
                 cv2.resize(frame, (width, height), dst=out[index], interpolation=cv2.INTER_LINEAR)
@@ -152,6 +169,87 @@ class ProcessingPlan:
             raise DataError(f"the model's class map holds class id {highest}, but it has {self.num_classes} classes "
                             f"(0..{self.num_classes - 1}): pass --classes with the model's real class count "
                             "(more than its highest id)")
+
+    # ----- test-time augmentation ------------------------------------------------------------------------------------
+    def view_sizes(self) -> list[tuple[int, int]]:
+        """The (H, W) the graph runs at, one per TTA scale."""
+        return [view_size(self.input_size, scale) for scale in self.tta.scales]
+
+    def check_tta_graph(self, graph_shape: Sequence[int], profile: Sequence[Sequence[int]] | None = None) -> None:
+        """ConfigError unless a graph whose input is `graph_shape` (-1 = dynamic) takes every TTA view's size, within
+        `profile` (min, opt, max (N, 3, H, W) shapes, for engines) when given. The message says how to export one."""
+        sizes = [size for size in self.view_sizes() if size != tuple(self.input_size)]
+        if not sizes:
+            return
+        height, width = self.input_size
+        lo = (min(h for h, _ in sizes + [(height, width)]), min(w for _, w in sizes + [(height, width)]))
+        hi = (max(h for h, _ in sizes + [(height, width)]), max(w for _, w in sizes + [(height, width)]))
+        batch = int(profile[2][0]) if profile else max(int(graph_shape[0]), 1)
+        export = (f"export it with dynamic height and width, e.g. `edgeseg export CKPT --dynamic 1x{lo[0]}x{lo[1]} "
+                  f"1x{height}x{width} {batch}x{hi[0]}x{hi[1]}`")
+        spatial = [graph_shape[i] for i in ((1, 2) if self.normalize_in_graph else (2, 3))]
+        wanted = ", ".join(f"{h}x{w}" for h, w in sizes)
+        if any(n != -1 for n in spatial):
+            raise ConfigError(f"--tta-scales {' '.join(f'{s:g}' for s in self.tta.scales)} run the model at {wanted}, "
+                              f"but its graph takes only {height}x{width} (a static shape): {export}")
+        if profile:
+            (_, _, min_h, min_w), (_, _, max_h, max_w) = profile[0], profile[2]
+            outside = [f"{h}x{w}" for h, w in sizes if not (min_h <= h <= max_h and min_w <= w <= max_w)]
+            if outside:
+                raise ConfigError(f"--tta-scales need the sizes {', '.join(outside)}, outside the engine's profile "
+                                  f"{min_h}x{min_w} .. {max_h}x{max_w}: {export}, and rebuild the engine")
+
+    def tta_probabilities(self, frames: Sequence[np.ndarray], infer: Callable[[np.ndarray], np.ndarray],
+                          stage_ms: dict[str, float] | None = None) -> np.ndarray:
+        """(N, C, H, W) float32 class probabilities at input_size, averaged over the TTA views (one `infer` call
+        per view, on the whole batch). `stage_ms`, when given, gets each stage's time added."""
+        total: np.ndarray | None = None
+        for view in self.tta.views:
+            size = view_size(self.input_size, view.scale)
+            t0 = time.perf_counter()
+            batch = self.preprocess(frames, size=size)
+            if view.flip:  # mirror left-right: W is axis 2 of NHWC, 3 of NCHW
+                batch = np.ascontiguousarray(batch[:, :, ::-1] if self.normalize_in_graph else batch[..., ::-1])
+            t1 = time.perf_counter()
+            output = np.asarray(infer(batch))
+            t2 = time.perf_counter()
+            if output.ndim != 4 or output.shape[0] != len(frames):
+                raise DataError(f"a logits graph must output (N, C, H, W) for {len(frames)} frames, got {output.shape}")
+            probs = np.stack([self._view_probabilities(one.astype(np.float32), size, view.flip) for one in output])
+            total = probs if total is None else total + probs
+            t3 = time.perf_counter()
+            if stage_ms is not None:
+                for stage, ms in zip(STAGES, ((t1 - t0) * 1e3, (t2 - t1) * 1e3, (t3 - t2) * 1e3)):
+                    stage_ms[stage] = stage_ms.get(stage, 0.0) + ms
+        assert total is not None  # TTA has at least one view
+        total /= len(self.tta.views)
+        return total
+
+    def predict_tta(self, frames: Sequence[np.ndarray], infer: Callable[[np.ndarray], np.ndarray],
+                    stage_ms: dict[str, float] | None = None) -> list[np.ndarray]:
+        """uint8 masks at input_size: the argmax of `tta_probabilities`, taken once."""
+        probs = self.tta_probabilities(frames, infer, stage_ms)
+        start = time.perf_counter()
+        masks = [ops.argmax(one) for one in probs]
+        if stage_ms is not None:
+            stage_ms["postprocess"] = stage_ms.get("postprocess", 0.0) + (time.perf_counter() - start) * 1e3
+        return masks
+
+    def _view_probabilities(self, logits: np.ndarray, size: tuple[int, int], flip: bool) -> np.ndarray:
+        """One frame's view logits -> softmax probabilities at input_size: [upsample by the stride and crop to the
+        view] or [resize to the view], mirror back, resize to input_size, softmax."""
+        height, width = size
+        if self.output == "lowres":
+            h, w = logits.shape[1:]
+            if h * self.output_stride < height or w * self.output_stride < width:
+                raise DataError(f"low-resolution logits {(h, w)} times output_stride {self.output_stride} do not "
+                                f"cover the {height}x{width} input")
+            logits = resize_chw(logits, (h * self.output_stride, w * self.output_stride))[:, :height, :width]
+        else:
+            logits = resize_chw(logits, size)
+        if flip:
+            logits = logits[:, :, ::-1]
+        return softmax(resize_chw(np.ascontiguousarray(logits), tuple(self.input_size)))  # type: ignore[arg-type]
 
     # ----- outputs ---------------------------------------------------------------------------------------------------
     @staticmethod

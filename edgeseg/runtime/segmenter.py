@@ -19,6 +19,7 @@ from edgeseg.errors import DataError
 from edgeseg.model_facts import ModelFacts
 from edgeseg.runtime.backends import Backend, open_backend
 from edgeseg.runtime.plan import STAGES, ProcessingPlan, check_frame
+from edgeseg.runtime.tta import TTA
 
 
 class Segmenter:
@@ -31,12 +32,15 @@ class Segmenter:
     Masks are always new arrays the caller owns, whatever the backend does with its own output buffers.
     A backend whose `frames_on_device` is True (TensorRT with edgeseg._C's CUDA kernels) runs the same plan on the
     GPU itself (`predict_frames`); other backends get numpy batches from the plan's CPU executor.
+    With test-time augmentation (`tta=TTA(scales=(0.75, 1.0, 1.25), flip=True)`, edgeseg.runtime.tta) the plan
+    runs the graph once per view and averages the probabilities; that path runs on the CPU executor for every backend.
     """
 
     def __init__(self, model: str | Path | Backend, *, backend: str = "auto", model_facts: ModelFacts | None = None,
-                 **backend_options) -> None:
+                 tta: TTA | None = None, **backend_options) -> None:
         """`model_facts`: classes, input size, normalisation... for a model without EdgeSeg's metadata, or to
-        override it (a warning is logged for each fact that differs)."""
+        override it (a warning is logged for each fact that differs). `tta`: test-time augmentation; ConfigError
+        (naming `edgeseg export --dynamic`) when the graph cannot take its scales."""
         if isinstance(model, Backend):
             self.backend = model
         else:
@@ -45,7 +49,14 @@ class Segmenter:
             self.backend = open_backend(model, backend, **backend_options)
         self.meta: ModelMeta = self.backend.meta
         self.input_spec = self.backend.inputs[0]
-        self.plan = ProcessingPlan.from_meta(self.meta, self.input_spec.dtype)
+        try:
+            self.plan = ProcessingPlan.from_meta(self.meta, self.input_spec.dtype, tta=tta)
+            # a TensorRT engine runs only inside its optimisation profile; ONNX Runtime takes any dynamic size
+            profile = self.meta.dynamic_shapes if self.backend.name == "tensorrt" else None
+            self.plan.check_tta_graph(self.input_spec.shape, profile)
+        except Exception:
+            self.backend.close()
+            raise
         self.palette_bgr = self.plan.palette_bgr
         self.stage_ms: dict[str, float] = dict.fromkeys(STAGES, 0.0)
         self._batch_buffer: np.ndarray | None = None  # reused while the batch size stays the same
@@ -84,6 +95,10 @@ class Segmenter:
             return []
         for index, frame in enumerate(frames):
             check_frame(frame, index)
+        if not self.plan.tta.is_plain:
+            if confidence:
+                self.plan.check_confidence()  # refuses confidence with TTA
+            return self._predict_tta(frames)
         if not confidence and getattr(self.backend, "frames_on_device", False):  # TensorRT + CUDA kernels
             masks = self.backend.predict_frames(frames)
             self.stage_ms = dict(self.backend.stage_ms)
@@ -103,6 +118,16 @@ class Segmenter:
             totals["preprocess"] += (t1 - t0) * 1e3
             totals["infer"] += (t2 - t1) * 1e3
             totals["postprocess"] += (t3 - t2) * 1e3
+        self.stage_ms = totals
+        return masks
+
+    def _predict_tta(self, frames: list[np.ndarray]) -> list[np.ndarray]:
+        """Masks averaged over the plan's TTA views, max_batch frames per inference call."""
+        limit = self.max_batch or len(frames)
+        totals = dict.fromkeys(STAGES, 0.0)
+        masks: list[np.ndarray] = []
+        for start in range(0, len(frames), limit):
+            masks.extend(self.plan.predict_tta(frames[start : start + limit], self.backend.infer, totals))
         self.stage_ms = totals
         return masks
 

@@ -1,5 +1,5 @@
-"""Deep supervision for FCNs: auxiliary score heads on the stride-8 and stride-16 features (pool3 and pool4 in the
-paper's VGG), used while training and never part of the model.
+"""Deep supervision for FCNs and U-Nets: auxiliary score heads on the stride-8 and stride-16 features (pool3 and
+pool4 in the paper's VGG), used while training and never part of the model.
 
 Each auxiliary head is a 1x1 score conv, like the FCN's own, whose scores are upsampled to the input and scored
 against the same labels. The loss is
@@ -20,6 +20,7 @@ from torch import nn
 
 from edgeseg.errors import ConfigError
 from edgeseg.models.fcn import FCN, upsample_to_input
+from edgeseg.models.unet import UNet
 
 AUX_STRIDES = (8, 16)
 
@@ -27,10 +28,10 @@ AUX_STRIDES = (8, 16)
 class DeepSupervision(nn.Module):
     """Training wrapper: forward(x) -> [the FCN's logits, one full-size logits tensor per auxiliary stride]."""
 
-    def __init__(self, model: FCN, strides: Sequence[int] = AUX_STRIDES) -> None:
+    def __init__(self, model: FCN | UNet, strides: Sequence[int] = AUX_STRIDES) -> None:
         super().__init__()
-        if not isinstance(model, FCN):
-            raise ConfigError(f"auxiliary heads need an FCN model, got {type(model).__name__}")
+        if not isinstance(model, (FCN, UNet)):
+            raise ConfigError(f"auxiliary heads need an FCN or U-Net model, got {type(model).__name__}")
         self.model = model
         self.strides = tuple(strides)
         heads = {}

@@ -13,16 +13,18 @@ import torch
 
 from edgeseg.config import ModelMeta
 from edgeseg.runtime.plan import ProcessingPlan
+from edgeseg.runtime.tta import TTA
 
 
 class TorchPredictor:
     """`predict(frames_bgr) -> uint8 masks at the model's input size`, like runtime.Segmenter.predict."""
 
-    def __init__(self, model: torch.nn.Module, meta: ModelMeta, device: str | torch.device = "cpu") -> None:
+    def __init__(self, model: torch.nn.Module, meta: ModelMeta, device: str | torch.device = "cpu",
+                 tta: TTA | None = None) -> None:
         self.model = model.eval().to(device)
         self.meta = meta
         self.device = torch.device(device)
-        self.plan = ProcessingPlan.from_meta(meta)
+        self.plan = ProcessingPlan.from_meta(meta, tta=tta)  # a torch model takes any input size
 
     def batch(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Frames -> the model's NCHW float32 input, exactly the runtime's preprocessing."""
@@ -31,12 +33,19 @@ class TorchPredictor:
     @torch.no_grad()
     def logits(self, frames: Sequence[np.ndarray]) -> np.ndarray:
         """Float32 logits (N, C, H, W) on the host."""
-        inputs = torch.from_numpy(self.batch(frames)).to(self.device)
-        return self.model(inputs).float().cpu().numpy()
+        return self._infer(self.batch(frames))
+
+    @torch.no_grad()
+    def _infer(self, batch: np.ndarray) -> np.ndarray:
+        return self.model(torch.from_numpy(batch).to(self.device)).float().cpu().numpy()
 
     def predict(self, frames: Sequence[np.ndarray], *, confidence: bool = False) -> list:
         """Masks, or (mask, confidence) pairs with `confidence` (ProcessingPlan.postprocess)."""
         frames = list(frames)
         if not frames:
             return []
+        if not self.plan.tta.is_plain:
+            if confidence:
+                self.plan.check_confidence()  # refuses confidence with TTA
+            return self.plan.predict_tta(frames, self._infer)
         return self.plan.postprocess(self.logits(frames), confidence=confidence)

@@ -16,10 +16,10 @@ BACKBONES = [VGG16, ResNet18, MobileNetV3Large]
 def test_forward_matches_feature_info(cls: type[Backbone]) -> None:
     torch.manual_seed(0)
     backbone = cls().eval()
-    assert [info.stride for info in backbone.feature_info] == [8, 16, 32]
+    assert [info.stride for info in backbone.feature_info] == [2, 4, 8, 16, 32]
     with torch.no_grad():
         feats = backbone(torch.randn(1, 3, 64, 96))
-    assert sorted(feats) == [8, 16, 32]
+    assert sorted(feats) == [2, 4, 8, 16, 32]
     for info in backbone.feature_info:
         backbone.get_submodule(info.name)  # the name points at a real module
         assert feats[info.stride].shape == (1, info.channels, 64 // info.stride, 96 // info.stride)

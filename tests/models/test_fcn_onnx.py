@@ -1,4 +1,5 @@
-"""EdgeSeg's exporter (`onnx_from_torch`) gives what PyTorch gives, for a real FCN, at every shape of its profile."""
+"""EdgeSeg's exporter (`onnx_from_torch`) gives what PyTorch gives, for a real FCN and U-Net, at every shape of its
+profile."""
 
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ SHAPES = [(1, 3, 64, 96), (1, 3, 75, 101), (2, 3, 96, 128)]  # min, opt, max: od
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("name", ["fcn8s_mobilenetv3", "unet_mobilenetv3"])
 @pytest.mark.parametrize("lowres", [False, True], ids=["forward", "forward_lowres"])
-def test_onnx_from_torch_matches_pytorch(tmp_path, lowres: bool, realistic) -> None:
+def test_onnx_from_torch_matches_pytorch(tmp_path, name: str, lowres: bool, realistic) -> None:
     from edgeseg.export.onnx_export import onnx_from_torch, read_meta
 
     torch.manual_seed(0)
-    model = realistic(build_model("fcn8s_mobilenetv3", num_classes=4))
-    meta = make_meta("fcn8s_mobilenetv3", ["a", "b", "c", "d"], (75, 101))
+    model = realistic(build_model(name, num_classes=4))
+    meta = make_meta(name, ["a", "b", "c", "d"], (75, 101))
     path = onnx_from_torch(model, meta, tmp_path / "model.onnx", dynamic=SHAPES, lowres=lowres)
     written = read_meta(path)
     assert written.input_size == (75, 101) and written.output_stride == (model.output_stride if lowres else 1)

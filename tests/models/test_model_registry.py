@@ -1,4 +1,4 @@
-"""The model registry: the nine names, keyword-only builders, ConfigError on bad names and duplicates."""
+"""The model registry: the fourteen names, keyword-only builders, ConfigError on bad names and duplicates."""
 
 from __future__ import annotations
 
@@ -8,8 +8,9 @@ from edgeseg.errors import ConfigError
 from edgeseg.models import build_model, get_model_builder, list_models, register_model
 
 
-def test_lists_the_nine_fcn_models() -> None:
-    expected = {f"fcn{s}s_{b}" for s in (8, 16, 32) for b in ("vgg16", "resnet18", "mobilenetv3")}
+def test_lists_the_twelve_fcn_and_two_unet_models() -> None:
+    expected = {f"fcn{s}s_{b}" for s in (8, 16, 32) for b in ("vgg16", "resnet18", "mobilenetv3", "vgg16_paper")}
+    expected |= {"unet_resnet18", "unet_mobilenetv3"}
     assert set(list_models()) == expected
     assert list_models() == sorted(list_models())
 

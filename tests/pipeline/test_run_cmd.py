@@ -19,7 +19,7 @@ from .fakes import FakeSegmenter, count_video_frames
 def cli(monkeypatch):
     opened = []
 
-    def fake_open(model, backend, model_facts=None):
+    def fake_open(model, backend, model_facts=None, tta=None):
         opened.append((model, backend))
         return FakeSegmenter()
 

@@ -17,7 +17,7 @@ def opened(monkeypatch):
     """The models `edgeseg run` opened (a fake segmenter stands in for them)."""
     models = []
 
-    def fake_open(model, backend, model_facts=None):
+    def fake_open(model, backend, model_facts=None, tta=None):
         models.append(model)
         return FakeSegmenter()
 

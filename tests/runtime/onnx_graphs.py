@@ -24,8 +24,10 @@ def pixel_classifier_weights() -> tuple[np.ndarray, np.ndarray]:
     return weight, bias
 
 
-def write_pixel_classifier(path: Path, input_size=(24, 32), *, argmax=False, stride=1, batch=-1) -> Path:
-    """An ONNX graph: [AveragePool stride s] -> Conv1x1 -> [ArgMax]. Input 'input' (N,3,H,W) float32."""
+def write_pixel_classifier(path: Path, input_size=(24, 32), *, argmax=False, stride=1, batch=-1,
+                           dynamic_hw=False) -> Path:
+    """An ONNX graph: [AveragePool stride s] -> Conv1x1 -> [ArgMax]. Input 'input' (N,3,H,W) float32, H and W
+    fixed at input_size unless `dynamic_hw` (the metadata's input_size is then the size frames are resized to)."""
     weight, bias = pixel_classifier_weights()
     n = "N" if batch == -1 else batch
     nodes, inits = [], [numpy_helper.from_array(weight, "W"), numpy_helper.from_array(bias, "B")]
@@ -42,7 +44,8 @@ def write_pixel_classifier(path: Path, input_size=(24, 32), *, argmax=False, str
     graph = helper.make_graph(
         nodes,
         "pixel_classifier",
-        [helper.make_tensor_value_info("input", TensorProto.FLOAT, [n, 3, input_size[0], input_size[1]])],
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT,
+                                       [n, 3, "H", "W"] if dynamic_hw else [n, 3, input_size[0], input_size[1]])],
         [helper.make_tensor_value_info(out_name, out_type, out_shape)],
         inits,
     )
@@ -72,16 +75,23 @@ def reference_logits(frame_bgr: np.ndarray, input_size, stride=1) -> np.ndarray:
 
 def bilinear_upsample(logits: np.ndarray, stride: int, out_hw) -> np.ndarray:
     """Half-pixel bilinear upsampling by an integer stride, clamped at the borders (torch align_corners=False)."""
-    c, h, w = logits.shape
+    return bilinear_resize(logits, out_hw, (1.0 / stride, 1.0 / stride))
 
-    def axis(n_out, n_in):
-        src = np.maximum((np.arange(n_out) + 0.5) / stride - 0.5, 0.0)
+
+def bilinear_resize(logits: np.ndarray, out_hw, ratio=None) -> np.ndarray:
+    """(C, h, w) -> (C, H, W): half-pixel bilinear, clamped at the borders, source step `ratio` (in/out per axis;
+    default h/H and w/W, i.e. cv2.resize INTER_LINEAR and torch align_corners=False)."""
+    c, h, w = logits.shape
+    ratio = ratio or (h / out_hw[0], w / out_hw[1])
+
+    def axis(n_out, n_in, step):
+        src = np.maximum((np.arange(n_out) + 0.5) * step - 0.5, 0.0)
         i0 = np.minimum(np.floor(src).astype(int), n_in - 1)
         i1 = np.minimum(i0 + 1, n_in - 1)
         return i0, i1, src - i0
 
-    y0, y1, fy = axis(out_hw[0], h)
-    x0, x1, fx = axis(out_hw[1], w)
+    y0, y1, fy = axis(out_hw[0], h, ratio[0])
+    x0, x1, fx = axis(out_hw[1], w, ratio[1])
     top = logits[:, y0][:, :, x0] * (1 - fx) + logits[:, y0][:, :, x1] * fx
     bottom = logits[:, y1][:, :, x0] * (1 - fx) + logits[:, y1][:, :, x1] * fx
     return top * (1 - fy)[:, None] + bottom * fy[:, None]

@@ -15,7 +15,7 @@ from edgeseg.training.deep_supervision import DeepSupervision, DeepSupervisionLo
 from tests.training.test_generalisation_wiring import argv, write_folder
 
 
-@pytest.mark.parametrize("model_name", ["fcn8s_resnet18", "fcn32s_mobilenetv3"])
+@pytest.mark.parametrize("model_name", ["fcn8s_resnet18", "fcn32s_mobilenetv3", "unet_mobilenetv3"])
 def test_aux_outputs_are_score_convs_on_the_stride_features_upsampled_and_cropped(model_name):
     torch.manual_seed(0)
     model = build_model(model_name, num_classes=5).eval()

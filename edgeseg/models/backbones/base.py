@@ -1,9 +1,10 @@
 """What every backbone promises the FCN head: a features contract and, optionally, local pretrained weights.
 
-A backbone's `feature_info` lists (name, channels, stride) for its stride-8, stride-16 and stride-32 features, the
-same idea as timm's `feature_info`, so heads size themselves without knowing the backbone. `forward(x)` returns
-{8: tensor, 16: tensor, 32: tensor}; for an input whose H and W are multiples of 32 the stride-s map is exactly
-(H/s, W/s), which the FCN head relies on (it pads its input to a multiple of 32 first).
+A backbone's `feature_info` lists (name, channels, stride) for its stride-2, 4, 8, 16 and 32 features, the same idea
+as timm's `feature_info`, so heads size themselves without knowing the backbone. `forward(x)` returns
+{2: tensor, 4: tensor, 8: tensor, 16: tensor, 32: tensor} (FCN reads 8/16/32, U-Net all five); for an input whose
+H and W are multiples of 32 the stride-s map is exactly (H/s, W/s), which the heads rely on (they pad their input
+to a multiple of 32 first).
 
 Nothing here downloads. `load_pretrained(path)` reads a local state_dict file (torchvision key names are the
 backbones' own names, so a torchvision ImageNet file loads as is; its classifier is dropped).
@@ -47,7 +48,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 class Backbone(nn.Module):
-    """Base class: subclasses set `feature_info` and implement forward(x) -> {8: t8, 16: t16, 32: t32}.
+    """Base class: subclasses set `feature_info` and implement forward(x) -> {stride: tensor}, strides 2 to 32.
 
     `ignored_prefixes` are keys of a pretrained file that are not part of the backbone (a classifier);
     `optional_prefixes` are the backbone's own keys a pretrained file may lack (layers it has no equivalent of).
@@ -56,6 +57,7 @@ class Backbone(nn.Module):
     feature_info: list[FeatureInfo]
     ignored_prefixes: tuple[str, ...] = ()
     optional_prefixes: tuple[str, ...] = ()
+    missing_hint: str = ""  # what to do when a file lacks keys this backbone needs
 
     def channels(self, stride: int) -> int:
         """Channel count of the feature map at `stride`."""
@@ -85,6 +87,8 @@ class Backbone(nn.Module):
             for label, keys in (("missing", missing), ("unexpected", unexpected), ("wrong shape", wrong_shape)):
                 if keys:
                     problems.append(f"{len(keys)} {label} (e.g. {', '.join(keys[:3])})")
+            if missing and self.missing_hint:
+                problems.append(self.missing_hint)
             raise ModelFileError(
                 f"backbone weights {path} do not fit {type(self).__name__}: {'; '.join(problems)}"
             )

@@ -5,8 +5,8 @@ so a torchvision state_dict loads as is; its classifier is dropped. BatchNorm us
 numbers its weights were trained with) but PyTorch's default momentum 0.1, not torchvision's 0.01: momentum is not
 in a state_dict, and 0.01, tuned for ImageNet's long schedules, leaves the running statistics far behind weights
 that train from scratch in minutes (a CamVid run's eval mode predicted nearly one class, 3.4 % mIoU, while the same
-weights with a frame's own statistics labelled 74 % of its pixels right). Features: block 6 output (40 channels, stride 8), block 12 (112, stride 16) and the final 1x1
-conv (960, stride 32).
+weights with a frame's own statistics labelled 74 % of its pixels right). Features: block 1 output (16 channels, stride 2), block 3 (24, stride 4), block 6 (40, stride 8),
+block 12 (112, stride 16) and the final 1x1 conv (960, stride 32).
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ BN_MOMENTUM = 0.1  # see the module docstring: the running statistics must keep 
 
 # (kernel, expanded, out, use_se, activation, stride) for each bottleneck, in = previous out (Table 1 of the paper).
 _BNECK = (
-    (3, 16, 16, False, "RE", 1),
+    (3, 16, 16, False, "RE", 1),  # features.1: stride 2
     (3, 64, 24, False, "RE", 2),
-    (3, 72, 24, False, "RE", 1),
+    (3, 72, 24, False, "RE", 1),  # features.3: stride 4
     (5, 72, 40, True, "RE", 2),
     (5, 120, 40, True, "RE", 1),
     (5, 120, 40, True, "RE", 1),  # features.6: stride 8
@@ -38,7 +38,7 @@ _BNECK = (
     (5, 960, 160, True, "HS", 1),
 )
 _LAST_CHANNELS = 960  # features.16: 1x1 conv, stride 32
-_TAP8, _TAP16, _TAP32 = 6, 12, 16
+_TAPS = {1: 2, 3: 4, 6: 8, 12: 16}  # features index -> stride of its output (the last layer is stride 32)
 
 
 def _make_divisible(v: float, divisor: int = 8) -> int:
@@ -107,11 +107,9 @@ class MobileNetV3Large(Backbone):
             in_ch = out_ch
         layers.append(_conv_bn_act(in_ch, _LAST_CHANNELS, 1, act="HS"))
         self.features = nn.Sequential(*layers)
-        self.feature_info = [
-            FeatureInfo(f"features.{_TAP8}", 40, 8),
-            FeatureInfo(f"features.{_TAP16}", 112, 16),
-            FeatureInfo(f"features.{_TAP32}", _LAST_CHANNELS, 32),
-        ]
+        tap_channels = {1: 16, 3: 24, 6: 40, 12: 112}
+        self.feature_info = [FeatureInfo(f"features.{i}", tap_channels[i], s) for i, s in _TAPS.items()]
+        self.feature_info.append(FeatureInfo(f"features.{len(layers) - 1}", _LAST_CHANNELS, 32))
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -125,9 +123,7 @@ class MobileNetV3Large(Backbone):
         out: dict[int, torch.Tensor] = {}
         for index, layer in enumerate(self.features):
             x = layer(x)
-            if index == _TAP8:
-                out[8] = x
-            elif index == _TAP16:
-                out[16] = x
+            if index in _TAPS:
+                out[_TAPS[index]] = x
         out[32] = x
         return out

@@ -1,6 +1,7 @@
 """ResNet-18 (He et al.) with BatchNorm; module names follow torchvision's `resnet18`, whose state_dict loads as is.
 
-Features: layer2 (128 channels, stride 8), layer3 (256, stride 16), layer4 (512, stride 32). No avgpool/fc.
+Features: the stem's ReLU (64 channels, stride 2), layer1 (64, stride 4), layer2 (128, stride 8), layer3 (256,
+stride 16), layer4 (512, stride 32). No avgpool/fc.
 """
 
 from __future__ import annotations
@@ -54,6 +55,8 @@ class ResNet18(Backbone):
         self.layer3 = _layer(128, 256, 2)
         self.layer4 = _layer(256, 512, 2)
         self.feature_info = [
+            FeatureInfo("relu", 64, 2),
+            FeatureInfo("layer1", 64, 4),
             FeatureInfo("layer2", 128, 8),
             FeatureInfo("layer3", 256, 16),
             FeatureInfo("layer4", 512, 32),
@@ -66,8 +69,9 @@ class ResNet18(Backbone):
                 nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> dict[int, torch.Tensor]:
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        c8 = self.layer2(self.layer1(x))
+        c2 = self.relu(self.bn1(self.conv1(x)))
+        c4 = self.layer1(self.maxpool(c2))
+        c8 = self.layer2(c4)
         c16 = self.layer3(c8)
         c32 = self.layer4(c16)
-        return {8: c8, 16: c16, 32: c32}
+        return {2: c2, 4: c4, 8: c8, 16: c16, 32: c32}
