@@ -36,7 +36,6 @@ import math
 import os
 import platform
 import re
-import sys
 import time
 from pathlib import Path
 from typing import Any, Callable

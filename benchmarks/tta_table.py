@@ -24,7 +24,6 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-import numpy as np
 
 from edgeseg.bench import device_info, latency_summary
 from edgeseg.data import open_dataset

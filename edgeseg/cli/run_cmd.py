@@ -149,13 +149,13 @@ def run(args: argparse.Namespace) -> int:
 
         live_view = LiveHttpServer(args.view_http)
     try:
-        return _run(args, facts, live_view)
+        return _run(args, facts, tta, live_view)
     finally:
         if live_view is not None:
             live_view.close()
 
 
-def _run(args: argparse.Namespace, facts: Any, live_view: Any) -> int:
+def _run(args: argparse.Namespace, facts: Any, tta: Any, live_view: Any) -> int:
     from edgeseg.pipeline.stream import Reconnect, run_stream
     from edgeseg.pipeline.progress import ProgressReporter
     from edgeseg.pipeline.views import View
