@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from edgeseg.cli.numbers import finite_float
 from edgeseg.runtime.tta import TTA
 
 _DESCRIPTION = """\
@@ -14,7 +15,7 @@ exported with dynamic height and width (`edgeseg export --dynamic MIN OPT MAX`).
 
 def add_tta_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("test-time augmentation", _DESCRIPTION)
-    group.add_argument("--tta-scales", type=float, nargs="+", metavar="S",
+    group.add_argument("--tta-scales", type=finite_float, nargs="+", metavar="S",
                        help="scales of the model's input size to run at, e.g. 0.75 1 1.25 (default: 1)")
     group.add_argument("--tta-flip", action="store_true", help="also run each scale mirrored left-right")
 

@@ -117,7 +117,7 @@ RUN_SCRIPT = textwrap.dedent(
 
 
     delay = float(os.environ.get("EDGESEG_TEST_DELAY_S", "0"))
-    run_cmd._open_segmenter = lambda model, backend, model_facts=None: StampedSegmenter((60, 80), delay_s=delay)
+    run_cmd._open_segmenter = lambda model, backend, model_facts=None, tta=None: StampedSegmenter((60, 80), delay_s=delay)
     parser = argparse.ArgumentParser()
     run_cmd.add_parser(parser.add_subparsers())
     args = parser.parse_args(sys.argv[1:])

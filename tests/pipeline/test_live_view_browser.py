@@ -38,7 +38,7 @@ SCRIPT = textwrap.dedent(
     import fakes
     from edgeseg.cli import run_cmd
 
-    run_cmd._open_segmenter = lambda model, backend, model_facts=None: fakes.FakeSegmenter(input_size=(60, 80))
+    run_cmd._open_segmenter = lambda model, backend, model_facts=None, tta=None: fakes.FakeSegmenter(input_size=(60, 80))
     parser = argparse.ArgumentParser()
     run_cmd.add_parser(parser.add_subparsers())
     args = parser.parse_args(sys.argv[1:])

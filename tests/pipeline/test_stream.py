@@ -132,7 +132,7 @@ def test_multi_source_batches_and_matches_single_source_runs(tmp_path, video_fil
 
 def test_any_batch_size_takes_one_frame_per_source(tmp_path):
     segmenter = FakeSegmenter(delay_s=0.01)
-    stats = run_stream(segmenter, ["synthetic:20"] * 3, masks_dir=tmp_path / "m")
+    stats = run_stream(segmenter, ["synthetic:20@0"] * 3, masks_dir=tmp_path / "m")  # unpaced: frames wait
     assert max(segmenter.batch_sizes) == 3 and stats.processed == 60
 
 
