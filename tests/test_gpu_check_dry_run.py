@@ -5,7 +5,6 @@ its reason. A fake `nvidia-smi` on PATH plays the GPU, and a fake interpreter an
 from __future__ import annotations
 
 import json
-import os
 import stat
 import subprocess
 import sys

@@ -6,7 +6,6 @@ started once per module and always stopped."""
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys

@@ -1,6 +1,5 @@
 """Real TensorRT-RTX engine builds (ahead of time, no GPU needed) from every precision and graph variant."""
 
-import json
 
 import onnx
 import pytest

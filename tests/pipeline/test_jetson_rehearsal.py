@@ -17,7 +17,6 @@ import os
 import shutil
 import subprocess
 import textwrap
-import time
 from pathlib import Path
 
 import cv2
